@@ -1,0 +1,59 @@
+"""Grad-CAM (Selvaraju et al., 2017): where in the image the evidence for a class lies."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from torch import nn
+
+
+class GradCAM:
+    """Grad-CAM on `layer` of `model`; use as a context manager so the hooks are removed.
+
+    The layer's forward hook hands a clone onward: DenseNet applies an in-place ReLU to the
+    output of `features.norm5`, which would otherwise overwrite the activations kept here.
+    """
+
+    def __init__(self, model: nn.Module, layer: nn.Module):
+        self.model, self.layer = model, layer
+        self._activations: torch.Tensor | None = None
+        self._handle = None
+
+    def __enter__(self) -> "GradCAM":
+        self._handle = self.layer.register_forward_hook(self._keep)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
+
+    def _keep(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        output.retain_grad()
+        self._activations = output
+        return output.clone()
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Maps for class `targets[i]` of image i: (N, H, W) in [0, 1], plus softmax (N, C).
+
+        images: (N, 3, H, W) normalised float; the caller's tensor is not modified.
+        targets: (N,) class indices; None explains each image's predicted class.
+        """
+        self.model.eval()
+        self.model.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            logits = self.model(images.detach().clone())
+            if targets is None:
+                targets = logits.argmax(dim=1)
+            logits.gather(1, targets.view(-1, 1)).sum().backward()
+        activations, gradients = self._activations.detach(), self._activations.grad.detach()
+        weights = gradients.mean(dim=(2, 3), keepdim=True)  # (N, K, 1, 1): channel importance
+        cams = torch.relu((weights * activations).sum(dim=1, keepdim=True))  # (N, 1, h, w)
+        cams = nn.functional.interpolate(cams, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        peak = cams.flatten(1).max(dim=1).values.clamp_min(1e-12).view(-1, 1, 1)
+        return cams / peak, torch.softmax(logits.detach(), dim=1)
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend a (H, W) map in [0, 1] over an (H, W, 3) uint8 image as a jet heatmap."""
+    heat = colormaps["jet"](cam)[..., :3] * 255
+    return (image * (1 - alpha) + heat * alpha).clip(0, 255).astype(np.uint8)

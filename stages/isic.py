@@ -1,0 +1,131 @@
+"""Reading the ISIC 2019 training files: the two CSVs and the JPEG images.
+
+The same code reads the real ISIC 2019 download and the synthetic sample, which is written
+in the same format: `ISIC_2019_Training_GroundTruth.csv` (image + one-hot float columns
+MEL..SCC, UNK), `ISIC_2019_Training_Metadata.csv` (image, age_approx, anatom_site_general,
+lesion_id, sex) and `ISIC_2019_Training_Input/<image>.jpg`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageOps
+
+from stages.params import CLASSES
+
+GROUND_TRUTH_CSV = "ISIC_2019_Training_GroundTruth.csv"
+METADATA_CSV = "ISIC_2019_Training_Metadata.csv"
+IMAGE_DIR = "ISIC_2019_Training_Input"
+GROUND_TRUTH_COLUMNS = ("image", *CLASSES, "UNK")
+METADATA_COLUMNS = ("image", "age_approx", "anatom_site_general", "lesion_id", "sex")
+
+
+class DataError(ValueError):
+    """An input file is missing, malformed, or contradicts another."""
+
+
+def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    # utf-8-sig drops a byte-order mark; every cell stays text so nothing is silently coerced
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    frame.columns = [c.strip() for c in frame.columns]
+    if tuple(frame.columns) != columns:
+        raise DataError(f"{path}: expected columns {list(columns)}, found {list(frame.columns)}")
+    frame["image"] = frame["image"].str.strip()
+    duplicated = frame[frame["image"].duplicated(keep=False)]
+    if len(duplicated):
+        first = duplicated.iloc[0]
+        rows = [int(i) + 2 for i in duplicated.index[duplicated["image"] == first["image"]]]
+        raise DataError(f"{path}: image {first['image']!r} appears more than once (lines {rows})")
+    empty = frame.index[frame["image"] == ""]
+    if len(empty):
+        raise DataError(f"{path}: line {int(empty[0]) + 2} has no image name")
+    return frame
+
+
+def _labels_from_one_hot(frame: pd.DataFrame, path: Path) -> pd.Series:
+    """The class name of each row; every row must be one-hot over the 8 training classes."""
+    label_columns = [*CLASSES, "UNK"]
+    try:
+        values = frame[label_columns].apply(pd.to_numeric, errors="raise").to_numpy(float)
+    except ValueError:
+        for line, row in zip(frame.index + 2, frame[label_columns].itertuples(index=False)):
+            for column, cell in zip(label_columns, row):
+                try:
+                    float(cell)
+                except ValueError:
+                    raise DataError(
+                        f"{path}: line {line} ({frame.at[line - 2, 'image']}): "
+                        f"column {column} is {cell!r}, not a number"
+                    ) from None
+        raise
+    is_binary = np.isin(values, (0.0, 1.0)).all(axis=1)
+    is_one_hot = is_binary & (values.sum(axis=1) == 1.0)
+    for index in np.flatnonzero(~is_one_hot)[:1]:
+        raise DataError(
+            f"{path}: line {index + 2} ({frame['image'].iloc[index]}): labels must be one-hot "
+            f"(exactly one 1.0, the rest 0.0), got {dict(zip(label_columns, values[index]))}"
+        )
+    unknown = np.flatnonzero(values[:, -1] == 1.0)
+    if len(unknown):
+        index = unknown[0]
+        raise DataError(
+            f"{path}: line {index + 2} ({frame['image'].iloc[index]}): class UNK is not "
+            f"one of the training classes {list(CLASSES)}"
+        )
+    return pd.Series(np.asarray(CLASSES)[values[:, :-1].argmax(axis=1)], index=frame.index)
+
+
+def read_labels(root: str | Path) -> pd.DataFrame:
+    """Read and cross-check the ground truth and metadata under `root`.
+
+    Returns one row per image, in ground-truth order, with columns `image`, `label`
+    (class name), `lesion_id` (empty when unknown) and `group` (the lesion, or the image
+    itself when it has no lesion id: the unit that must never straddle two splits).
+    """
+    root = Path(root)
+    truth_path, meta_path = root / GROUND_TRUTH_CSV, root / METADATA_CSV
+    truth = _read_csv(truth_path, GROUND_TRUTH_COLUMNS)
+    meta = _read_csv(meta_path, METADATA_COLUMNS)
+    labels = pd.DataFrame({"image": truth["image"], "label": _labels_from_one_hot(truth, truth_path)})
+
+    missing = labels.loc[~labels["image"].isin(meta["image"]), "image"]
+    if len(missing):
+        raise DataError(
+            f"{meta_path}: no row for image {missing.iloc[0]!r} of {truth_path.name} "
+            f"({len(missing)} images missing)"
+        )
+    lesions = meta.set_index("image")["lesion_id"].str.strip()
+    labels["lesion_id"] = labels["image"].map(lesions)
+    labels["group"] = labels["lesion_id"].where(labels["lesion_id"] != "", labels["image"])
+
+    per_lesion = labels[labels["lesion_id"] != ""].groupby("lesion_id")["label"].nunique()
+    mixed = per_lesion[per_lesion > 1]
+    if len(mixed):
+        lesion = mixed.index[0]
+        found = sorted(labels.loc[labels["lesion_id"] == lesion, "label"].unique())
+        raise DataError(f"{meta_path}: lesion {lesion!r} has images of several classes {found}")
+    return labels.reset_index(drop=True)
+
+
+def image_path(root: str | Path, image: str) -> Path:
+    """Where the JPEG of `image` lies under the data root."""
+    return Path(root) / IMAGE_DIR / f"{image}.jpg"
+
+
+def load_image(path: str | Path, size: int) -> np.ndarray:
+    """Decode an image file to an RGB uint8 array of shape (size, size, 3).
+
+    JPEGs are decoded at reduced scale when much larger than `size` (PIL's draft mode),
+    which is several times faster than a full decode followed by a resize. EXIF
+    orientation is applied; grayscale, CMYK and palette images are converted to RGB.
+    """
+    with Image.open(path) as image:
+        image.draft("RGB", (size, size))
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(image, dtype=np.uint8)

@@ -1,0 +1,127 @@
+"""Stage prepare-split: validate the ISIC files, split by lesion, decode every image once.
+
+Writes, under --out, `<split>.npy` (N, size, size, 3) uint8 and `<split>.csv` manifests for
+train, val and test, plus `skipped.csv` (images skipped as missing or corrupt, when
+`prepare.skip_bad_images` allows it); and per-class counts per split to --metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from stages.files import atomic_dir, write_json
+from stages.isic import DataError, image_path, load_image, read_labels
+from stages.params import PrepareParams, load_params
+from stages.splitting import SPLITS, split_by_lesion
+from stages.store import copy_rows, create_images, open_images, write_manifest, class_counts
+
+log = logging.getLogger(__name__)
+
+
+def _decode(task: tuple[Path, int]) -> tuple[np.ndarray | None, str]:
+    """Decode one image; return (array, "") or (None, reason). Runs in a worker process."""
+    path, size = task
+    try:
+        return load_image(path, size), ""
+    except FileNotFoundError:
+        return None, "file not found"
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        return None, f"cannot decode: {error}"
+
+
+def decode_all(paths: list[Path], size: int, workers: int) -> Iterator[tuple[np.ndarray | None, str]]:
+    """Decoded images in the order of `paths`, from `workers` processes (1: this process)."""
+    tasks = [(path, size) for path in paths]
+    if workers == 1:
+        yield from map(_decode, tasks)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        # imap hands results back in order as they finish: memory stays bounded
+        yield from pool.imap(_decode, tasks, chunksize=16)
+
+
+def assign_rows(labels: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
+    """The full manifest: labels plus split and each image's row in its split's array."""
+    manifest = labels[["image", "label", "lesion_id"]].copy()
+    manifest["split"] = split
+    manifest["row"] = manifest.groupby("split").cumcount()
+    return manifest
+
+
+def write_split_arrays(manifest: pd.DataFrame, root: Path, size: int, workers: int, skip_bad: bool, out: Path) -> pd.DataFrame:
+    """Decode every image of `manifest` into `<out>/<split>.npy`; return the skipped rows."""
+    arrays = {name: create_images(out / f"{name}.npy", int((manifest["split"] == name).sum()), size) for name in SPLITS}
+    paths = [image_path(root, image) for image in manifest["image"]]
+    skipped = []
+    results = decode_all(paths, size, workers)
+    for (index, entry), path, (pixels, reason) in zip(manifest.iterrows(), paths, tqdm(results, total=len(paths), desc="prepare-split", unit="img")):
+        if pixels is None:
+            if not skip_bad:
+                raise DataError(f"{path}: {reason} (set prepare.skip_bad_images: true to skip such images)")
+            skipped.append({"image": entry["image"], "path": str(path), "reason": reason})
+            continue
+        arrays[entry["split"]][entry["row"]] = pixels
+    for array in arrays.values():
+        array.flush()
+    return pd.DataFrame(skipped, columns=["image", "path", "reason"])
+
+
+def drop_skipped(manifest: pd.DataFrame, skipped: pd.DataFrame, out: Path) -> pd.DataFrame:
+    """Remove skipped images from the manifest and compact the arrays to match it."""
+    keep = manifest[~manifest["image"].isin(skipped["image"])].copy()
+    for name in SPLITS:
+        rows = keep.loc[keep["split"] == name, "row"].to_numpy()
+        compact = out / f"{name}.compact.npy"
+        copy_rows(open_images(out / f"{name}.npy"), rows, compact)
+        os.replace(compact, out / f"{name}.npy")
+    keep["row"] = keep.groupby("split").cumcount()
+    return keep
+
+
+def split_counts(manifest: pd.DataFrame) -> dict:
+    """Per split: images per class and in total."""
+    counts = {}
+    for name in SPLITS:
+        part = manifest[manifest["split"] == name]
+        counts[name] = {**class_counts(part["label"]), "total": len(part)}
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path, required=True, help="folder holding the ISIC 2019 files")
+    parser.add_argument("--out", type=Path, required=True, help="folder for arrays and manifests")
+    parser.add_argument("--metrics", type=Path, required=True, help="JSON file for the split counts")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    params: PrepareParams = load_params().prepare
+
+    labels = read_labels(args.data_root)
+    split = split_by_lesion(labels, val_fraction=params.val_fraction, test_fraction=params.test_fraction, seed=params.seed)
+    manifest = assign_rows(labels, split)
+    workers = params.workers or os.cpu_count() or 1
+    with atomic_dir(args.out) as tmp:
+        skipped = write_split_arrays(manifest, args.data_root, params.image_size, workers, params.skip_bad_images, tmp)
+        if len(skipped):
+            log.warning("skipped %d images; see %s", len(skipped), args.out / "skipped.csv")
+            manifest = drop_skipped(manifest, skipped, tmp)
+        skipped.to_csv(tmp / "skipped.csv", index=False)
+        for name in SPLITS:
+            write_manifest(manifest[manifest["split"] == name], tmp / f"{name}.csv")
+    counts = split_counts(manifest)
+    write_json(args.metrics, {**counts, "skipped": len(skipped)})
+    log.info("split %d images: %s", len(manifest), {name: c["total"] for name, c in counts.items()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Stage train: DenseNet121 (or another torchvision backbone) on the balanced training set.
+
+Adam and cross-entropy as published. The kept checkpoint is the epoch with the best
+validation balanced accuracy; the test split is never read here. Per-epoch train and val
+loss, accuracy and balanced accuracy are logged with DVCLive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from dvclive import Live
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from stages.dataset import ImageArrayDataset
+from stages.metrics import balanced_accuracy
+from stages.model import autocast_dtype, build_model, memory_format, predict, save_checkpoint, select_device
+from stages.params import CLASSES, Params, load_params
+from stages.store import read_manifest
+from stages.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) global generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_loader(dataset: ImageArrayDataset, *, batch_size: int, shuffle: bool, workers: int, device: torch.device, seed: int) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(seed),  # also seeds each worker's torch RNG
+    )
+
+
+def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, device: torch.device, epoch: int) -> dict[str, float]:
+    """One pass over `loader`; returns mean loss, accuracy and balanced accuracy."""
+    model.train()
+    dtype = autocast_dtype(device)
+    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
+    loss_sum, predictions, targets = 0.0, [], []
+    for step, (images, labels) in enumerate(tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False)):
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
+        labels = labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(images)
+            loss = criterion(logits.float(), labels)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}: lower training.learning_rate")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += loss.item() * len(labels)
+        predictions.append(logits.argmax(dim=1).cpu())
+        targets.append(labels.cpu())
+    y_pred, y_true = torch.cat(predictions).numpy(), torch.cat(targets).numpy()
+    return {
+        "loss": loss_sum / len(y_true),
+        "accuracy": float((y_pred == y_true).mean()),
+        "balanced_accuracy": balanced_accuracy(y_true, y_pred, len(CLASSES)),
+    }
+
+
+def validate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, float]:
+    probabilities, y_true, loss = predict(model, loader, device)
+    y_pred = probabilities.argmax(axis=1)
+    return {
+        "loss": loss,
+        "accuracy": float((y_pred == y_true).mean()),
+        "balanced_accuracy": balanced_accuracy(y_true, y_pred, len(CLASSES)),
+    }
+
+
+def fit(params: Params, balanced_dir: Path, prepared_dir: Path, model_path: Path, live: Live) -> dict:
+    """Train for `training.epochs`, keep the best epoch on val; returns the best epoch's record."""
+    settings = params.training
+    seed_everything(settings.seed)
+    device = select_device(settings.device)
+    image_size = params.prepare.image_size
+    train_set = ImageArrayDataset(balanced_dir / "train.npy", read_manifest(balanced_dir / "train.csv"), train_transform(params=params.augmentation, size=image_size))
+    val_set = ImageArrayDataset(prepared_dir / "val.npy", read_manifest(prepared_dir / "val.csv"), eval_transform())
+    workers = settings.num_workers
+    train_loader = make_loader(train_set, batch_size=settings.batch_size, shuffle=True, workers=workers, device=device, seed=settings.seed)
+    val_loader = make_loader(val_set, batch_size=settings.batch_size, shuffle=False, workers=workers, device=device, seed=settings.seed)
+
+    model = build_model(params.model.name, params.model.num_classes, params.model.weights)
+    model = model.to(device, memory_format=memory_format(device))
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    criterion = nn.CrossEntropyLoss()
+    log.info("training %s on %s: %d train, %d val images", params.model.name, device, len(train_set), len(val_set))
+
+    best = {"epoch": -1, "val_balanced_accuracy": -1.0}
+    for epoch in range(settings.epochs):
+        train_metrics = train_one_epoch(model, criterion, optimizer, train_loader, device, epoch)
+        val_metrics = validate(model, val_loader, device)
+        for split, values in (("train", train_metrics), ("val", val_metrics)):
+            for name, value in values.items():
+                live.log_metric(f"{split}/{name}", value)
+        log.info("epoch %d: train %s, val %s", epoch, _fmt(train_metrics), _fmt(val_metrics))
+        if val_metrics["balanced_accuracy"] > best["val_balanced_accuracy"]:
+            best = {"epoch": epoch, "val_balanced_accuracy": val_metrics["balanced_accuracy"], "val_accuracy": val_metrics["accuracy"], "val_loss": val_metrics["loss"]}
+            save_checkpoint(model_path, model, arch=params.model.name, classes=list(CLASSES), image_size=image_size, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), **best)
+        live.summary["best"] = best
+        live.next_step()
+    return best
+
+
+def _fmt(values: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4f}" for name, value in values.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--balanced", type=Path, required=True, help="augment-oversample output folder")
+    parser.add_argument("--prepared", type=Path, required=True, help="prepare-split output folder (val is read)")
+    parser.add_argument("--model", type=Path, required=True, help="where to write the best checkpoint")
+    parser.add_argument("--live", type=Path, required=True, help="DVCLive folder for per-epoch metrics")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    params = load_params()
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    with Live(str(args.live), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        best = fit(params, args.balanced, args.prepared, args.model, live)
+    log.info("best epoch %d: val balanced accuracy %.4f", best["epoch"], best["val_balanced_accuracy"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+import pickle
+import re
+import urllib.error
+
+import pytest
+import torch
+import torchvision
+
+from stages.model import WeightsError, build_model, load_checkpoint, save_checkpoint
+from stages.params import CLASSES
+
+
+def _old_densenet_keys(state):
+    """torchvision's published densenet files name 'norm1' as 'norm.1' (and so on)."""
+    return {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", key): value for key, value in state.items()}
+
+
+def test_fresh_model_has_eight_outputs():
+    model = build_model("densenet121", len(CLASSES), "none").eval()
+    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 8)
+
+
+def test_weights_file_in_torchvision_format_loads_strictly(tmp_path):
+    reference = torchvision.models.densenet121(weights=None)
+    state = _old_densenet_keys(reference.state_dict())
+    assert "features.denseblock1.denselayer1.norm.1.weight" in state
+    torch.save(state, tmp_path / "densenet121-a639ec97.pth")
+    model = build_model("densenet121", 8, str(tmp_path / "densenet121-a639ec97.pth"))
+    assert torch.equal(model.features.conv0.weight, reference.features.conv0.weight)
+    assert model.classifier.out_features == 8
+
+
+def test_weights_of_another_architecture_fail_loudly(tmp_path):
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "resnet.pth")
+    with pytest.raises(WeightsError, match="does not fit densenet121"):
+        build_model("densenet121", 8, str(tmp_path / "resnet.pth"))
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    (tmp_path / "model.pt").write_bytes(pickle.dumps({"state_dict": _Exploit(str(marker))}))
+    with pytest.raises(WeightsError, match="not a loadable model file"):
+        load_checkpoint(tmp_path / "model.pt")
+    with pytest.raises(WeightsError, match="not a loadable weights file"):
+        build_model("densenet121", 8, str(tmp_path / "model.pt"))
+    assert not marker.exists()
+
+
+def test_imagenet_without_network_says_what_to_do(monkeypatch, tmp_path):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(WeightsError, match=r"densenet121-a639ec97.pth.*model.weights.*none"):
+        build_model("densenet121", 8, "imagenet")
+
+
+def test_checkpoint_round_trip_and_wrong_class_count(tmp_path):
+    model = build_model("densenet121", 8, "none").eval()
+    info = dict(arch="densenet121", classes=list(CLASSES), image_size=64, mean=[0.5] * 3, std=[0.2] * 3, epoch=3)
+    save_checkpoint(tmp_path / "model.pt", model, **info)
+    loaded, loaded_info = load_checkpoint(tmp_path / "model.pt")
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded(images), model(images))
+    assert loaded_info == info
+
+    save_checkpoint(tmp_path / "seven.pt", build_model("densenet121", 7, "none"), **info)
+    with pytest.raises(WeightsError, match="do not fit densenet121 with 8 classes"):
+        load_checkpoint(tmp_path / "seven.pt")

@@ -1,0 +1,87 @@
+"""The whole pipeline through the real dvc CLI, on a tiny copy of the repository."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, write_params
+
+TINY = {
+    "sample": {"num_images": 120, "min_per_class": 8, "scale": 0.1},
+    "prepare": {"image_size": 64, "workers": 2},
+    "sampling": {"majority_target": 24, "minority_target": 12, "kmeans_clusters": 3},
+    "training": {"epochs": 1, "num_workers": 0},
+    "gradcam": {"num_samples": 4},
+}
+
+
+def _run(*args: str, cwd: Path) -> str:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def _dvc(*args: str, cwd: Path) -> str:
+    return _run(sys.executable, "-m", "dvc", *args, cwd=cwd)
+
+
+def _ran(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A git+DVC copy of the project's tracked and untracked-but-not-ignored files."""
+    root = tmp_path_factory.mktemp("e2e") / "repo"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (REPO / name).is_file() and not name.startswith(("metrics/", "plots/", "dvclive/", "eval/")) and name != "dvc.lock":
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    write_params(root, TINY)
+    _run("git", "init", "-q", cwd=root)
+    _run("git", "config", "user.email", "ci@example.invalid", cwd=root)
+    _run("git", "config", "user.name", "CI", cwd=root)
+    _run("git", "add", "-A", cwd=root)
+    _run("git", "commit", "-qm", "tiny pipeline", cwd=root)
+    return root
+
+
+@pytest.mark.slow
+def test_repro_experiments_and_metrics(repo):
+    output = _dvc("repro", cwd=repo)
+    assert _ran(output) == ["make-sample", "prepare-split", "kmeans-undersample", "augment-oversample", "train", "evaluate", "gradcam"]
+    for path in ["data/prepared/train.npy", "data/prepared/test.csv", "data/undersampled/train.csv", "data/balanced/train.npy", "models/model.pt", "eval/predictions.csv", "dvclive/metrics.json", "plots/kmeans/clusters.png", "plots/augment/grid.png"]:
+        assert (repo / path).is_file(), path
+    assert len(list((repo / "plots" / "gradcam").glob("*.png"))) == 4
+    report = json.loads((repo / "metrics" / "eval.json").read_text())["test"]
+    assert 0 <= report["balanced_accuracy"] <= 1 and set(report["per_class"]) == {"MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"}
+    balanced = json.loads((repo / "metrics" / "oversample.json").read_text())["after"]
+    assert balanced == {"MEL": 24, "NV": 24, "BCC": 12, "AK": 12, "BKL": 12, "DF": 12, "VASC": 12, "SCC": 12}
+
+    assert _ran(_dvc("repro", cwd=repo)) == []  # nothing changed, nothing runs
+    _run("git", "add", "-A", cwd=repo)
+    _run("git", "commit", "-qm", "first run", cwd=repo)
+
+    write_params(repo, {**TINY, "gradcam": {"num_samples": 3}})
+    status = _dvc("status", cwd=repo)
+    assert "gradcam:" in status and "train:" not in status and "evaluate:" not in status
+    assert _ran(_dvc("repro", cwd=repo)) == ["gradcam"]
+    assert len(list((repo / "plots" / "gradcam").glob("*.png"))) == 3
+    _run("git", "add", "-A", cwd=repo)
+    _run("git", "commit", "-qm", "three overlays", cwd=repo)
+
+    output = _dvc("exp", "run", "-S", "training.epochs=2", cwd=repo)
+    ran = _ran(output)  # evaluate and gradcam rerun only if the best checkpoint changed
+    assert ran[0] == "train" and set(ran) <= {"train", "evaluate", "gradcam"}
+    assert json.loads((repo / "dvclive" / "metrics.json").read_text())["step"] == 1  # two epochs: steps 0 and 1
+    shown = _dvc("exp", "show", "--md", cwd=repo)
+    assert "training.epochs" in shown and "| 2 " in shown
+    diff = _dvc("metrics", "diff", "--all", cwd=repo)
+    assert "test.balanced_accuracy" in diff

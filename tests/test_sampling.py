@@ -1,0 +1,96 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.augment_oversample import balanced_manifest, write_balanced
+from stages.kmeans_undersample import undersample
+from stages.params import AugmentationParams, SamplingParams
+from stages.sampling import allocate, image_features, oversample_plan, pick_within_clusters
+from stages.store import open_images
+
+AUGMENT = AugmentationParams(rotation_range=30, h_flip=True, v_flip=True, color_jitter=(0.2, 0.2, 0.2, 0.1), crop_scale=(0.8, 1.0), seed=5)
+
+
+def _training_set(counts: dict[str, int], size: int = 32, seed: int = 0):
+    """A manifest and images whose classes have two visibly different sub-types each."""
+    rng = np.random.default_rng(seed)
+    labels = [label for label, n in counts.items() for _ in range(n)]
+    images = np.empty((len(labels), size, size, 3), np.uint8)
+    for i in range(len(labels)):
+        base = rng.choice([40, 200])  # two sub-types: dark and light
+        images[i] = np.clip(base + rng.normal(0, 10, (size, size, 3)), 0, 255)
+    manifest = pd.DataFrame({"image": [f"ISIC_{i:07d}" for i in range(len(labels))], "label": labels, "lesion_id": "", "split": "train", "row": np.arange(len(labels))})
+    return manifest, images
+
+
+@pytest.mark.parametrize("sizes, target", [([10, 20, 30], 30), ([7, 7, 7], 10), ([1, 1, 98], 50), ([5], 5), ([3, 9, 12, 1], 0)])
+def test_allocate_is_exact_and_proportional(sizes, target):
+    quota = allocate(np.array(sizes), target)
+    assert quota.sum() == target
+    assert (quota <= sizes).all()
+    exact = np.array(sizes) * target / sum(sizes)
+    assert (np.abs(quota - exact) < 1).all()
+
+
+def test_pick_within_clusters_keeps_proportions():
+    assignment = np.repeat([0, 1, 2], [50, 30, 20])
+    chosen = pick_within_clusters(assignment, 40, seed=0)
+    assert len(chosen) == len(set(chosen)) == 40
+    assert np.bincount(assignment[chosen]).tolist() == [20, 12, 8]
+
+
+def test_undersample_hits_targets_exactly_and_keeps_cluster_shares():
+    manifest, images = _training_set({"NV": 90, "MEL": 41, "DF": 7})
+    params = SamplingParams(majority_classes=("NV", "MEL"), majority_target=40, minority_target=10, kmeans_clusters=4, seed=0)
+    before = manifest.copy()
+    kept, info = undersample(manifest, images, params)
+    pd.testing.assert_frame_equal(manifest, before)  # input untouched
+    assert kept["label"].value_counts().to_dict() == {"NV": 40, "MEL": 40, "DF": 7}
+    assert set(kept["image"]) <= set(manifest["image"])  # real images, no centroids
+    for entry in info.values():
+        sizes = np.bincount(entry["assignment"])
+        kept_sizes = np.bincount(entry["assignment"][entry["kept"]], minlength=len(sizes))
+        share = sizes * entry["kept"].sum() / sizes.sum()
+        assert (np.abs(kept_sizes - share) < 1).all()
+
+
+def test_features_reduce_images_chunk_by_chunk():
+    _, images = _training_set({"NV": 5}, size=64)
+    features = image_features(images, np.array([4, 0, 2]), chunk=2)
+    assert features.shape == (3, 16 * 16 * 3)
+    assert np.allclose(features[1], images[0].reshape(16, 4, 16, 4, 3).mean(axis=(1, 3)).ravel() / 255, atol=1e-5)
+
+
+def test_oversample_plan_fills_targets_from_own_class_only():
+    manifest, _ = _training_set({"NV": 40, "DF": 3, "VASC": 5})
+    targets = {"NV": 40, "DF": 10, "VASC": 12, "MEL": 0}
+    plan = oversample_plan(manifest, targets, seed=1)
+    assert plan["label"].value_counts().to_dict() == {"DF": 7, "VASC": 7}
+    for label in ("DF", "VASC"):
+        sources = plan.loc[plan["label"] == label, "image"]
+        assert set(sources) <= set(manifest.loc[manifest["label"] == label, "image"])
+        uses = sources.value_counts()
+        assert uses.max() - uses.min() <= 1  # every source used about equally
+    with pytest.raises(ValueError, match="class SCC has no training images"):
+        oversample_plan(manifest, {"SCC": 3}, seed=1)
+
+
+def test_balanced_set_is_deterministic_and_copies_only_training_images(tmp_path):
+    manifest, images = _training_set({"NV": 12, "DF": 3})
+    balanced = balanced_manifest(manifest, oversample_plan(manifest, {"NV": 12, "DF": 9}, seed=1))
+    assert balanced["label"].value_counts().to_dict() == {"NV": 12, "DF": 9}
+    copies = balanced[balanced["augmented"]]
+    assert set(copies["source_image"]) <= set(manifest.loc[manifest["label"] == "DF", "image"])
+    assert copies["image"].is_unique and not set(copies["image"]) & set(manifest["image"])
+
+    np.save(tmp_path / "train.npy", images)
+    source = open_images(tmp_path / "train.npy")
+    write_balanced(source, balanced, AUGMENT, tmp_path / "a.npy")
+    write_balanced(source, balanced, AUGMENT, tmp_path / "b.npy")
+    first, second = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    assert np.array_equal(first, second)
+    real = ~balanced["augmented"].to_numpy()
+    assert np.array_equal(first[real], images[balanced.loc[real, "source_row"]])
+    assert not np.array_equal(first[~real], images[balanced.loc[~real, "source_row"]])
+    write_balanced(source, balanced, AugmentationParams(**{**AUGMENT.__dict__, "seed": 6}), tmp_path / "c.npy")
+    assert not np.array_equal(np.load(tmp_path / "c.npy"), first)

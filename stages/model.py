@@ -142,11 +142,27 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """Mixed precision on CUDA (bf16 where the GPU has it, else fp16); none elsewhere."""
-    if device.type != "cuda":
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype for `precision` ("fp32", "bf16", "fp16") on `device`; None for none.
+
+    Mixed precision applies on CUDA only; bf16 falls back to fp16 on GPUs without it.
+    """
+    if precision == "fp32" or device.type != "cuda":
+        if precision != "fp32":
+            log.warning("training.precision %s applies on CUDA only; running fp32 on %s", precision, device)
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "bf16" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def configure_backends(device: torch.device) -> None:
+    """On CUDA: TF32 tensor cores for fp32 convolutions and matmuls; cuDNN picks the fastest kernels
+    for the fixed input size."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
@@ -155,10 +171,10 @@ def memory_format(device: torch.device) -> torch.memory_format:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray, float]:
+def predict(model: nn.Module, loader: DataLoader, device: torch.device, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray, float]:
     """Class probabilities (N, C), true class indices (N,) and mean cross-entropy over `loader`."""
     model.eval()
-    dtype = autocast_dtype(device)
+    dtype = autocast_dtype(device, precision)
     probabilities, targets, loss_sum = [], [], 0.0
     for images, labels in loader:
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(device))

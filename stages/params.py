@@ -19,6 +19,7 @@ import yaml
 CLASSES: tuple[str, ...] = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")
 MODEL_NAMES: tuple[str, ...] = ("densenet121", "resnet50", "efficientnet_b0")
 DEVICES: tuple[str, ...] = ("auto", "cuda", "mps", "cpu")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 
 
 class ParamsError(ValueError):
@@ -134,6 +135,7 @@ class TrainingParams:
     epochs: int
     learning_rate: float
     device: str  # auto picks CUDA, then Apple MPS, then CPU
+    precision: str  # fp32 (TF32 tensor cores on CUDA), or bf16/fp16 autocast on CUDA
     num_workers: int
     seed: int
 
@@ -144,6 +146,8 @@ class TrainingParams:
             _fail(f"{key}.learning_rate", f"must be within (0, 1), got {self.learning_rate}")
         if self.device not in DEVICES:
             _fail(f"{key}.device", f"unknown device {self.device!r}; choose one of {list(DEVICES)}")
+        if self.precision not in PRECISIONS:
+            _fail(f"{key}.precision", f"unknown precision {self.precision!r}; choose one of {list(PRECISIONS)}")
         if self.num_workers < 0:
             _fail(f"{key}.num_workers", f"must be >= 0, got {self.num_workers}")
 

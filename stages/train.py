@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from dvclive import Live
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from stages.dataset import ImageArrayDataset
 from stages.metrics import balanced_accuracy
-from stages.model import autocast_dtype, build_model, memory_format, predict, save_checkpoint, select_device
+from stages.model import autocast_dtype, build_model, configure_backends, memory_format, predict, save_checkpoint, select_device
 from stages.params import CLASSES, Params, load_params
 from stages.store import read_manifest
 from stages.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
@@ -50,27 +49,36 @@ def make_loader(dataset: ImageArrayDataset, *, batch_size: int, shuffle: bool, w
     )
 
 
-def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, device: torch.device, epoch: int) -> dict[str, float]:
+def train_step(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, images: torch.Tensor, labels: torch.Tensor, *, device: torch.device, dtype: torch.dtype | None, memory_format: torch.memory_format) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a batch; returns (loss, logits), both still on `device`.
+
+    dtype: autocast dtype (None for full precision); memory_format: layout of the batch.
+    """
+    images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+    labels = labels.to(device, non_blocking=True)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        logits = model(images)
+        loss = criterion(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach(), logits.detach()
+
+
+def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, device: torch.device, epoch: int, precision: str) -> dict[str, float]:
     """One pass over `loader`; returns mean loss, accuracy and balanced accuracy."""
     model.train()
-    dtype = autocast_dtype(device)
-    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
+    dtype = autocast_dtype(device, precision)
+    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)  # bf16 and fp32 need no scaling
     loss_sum, predictions, targets = 0.0, [], []
     for step, (images, labels) in enumerate(tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False)):
-        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
-        labels = labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits = model(images)
-            loss = criterion(logits.float(), labels)
+        loss, logits = train_step(model, criterion, optimizer, scaler, images, labels, device=device, dtype=dtype, memory_format=memory_format(device))
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}: lower training.learning_rate")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
         loss_sum += loss.item() * len(labels)
         predictions.append(logits.argmax(dim=1).cpu())
-        targets.append(labels.cpu())
+        targets.append(labels)
     y_pred, y_true = torch.cat(predictions).numpy(), torch.cat(targets).numpy()
     return {
         "loss": loss_sum / len(y_true),
@@ -89,11 +97,15 @@ def validate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict
     }
 
 
-def fit(params: Params, balanced_dir: Path, prepared_dir: Path, model_path: Path, live: Live) -> dict:
-    """Train for `training.epochs`, keep the best epoch on val; returns the best epoch's record."""
+def fit(params: Params, balanced_dir: Path, prepared_dir: Path, model_path: Path, live) -> dict:
+    """Train for `training.epochs`, keep the best epoch on val; returns the best epoch's record.
+
+    `live` is a dvclive.Live (or anything with its log_metric, summary and next_step).
+    """
     settings = params.training
     seed_everything(settings.seed)
     device = select_device(settings.device)
+    configure_backends(device)
     image_size = params.prepare.image_size
     train_set = ImageArrayDataset(balanced_dir / "train.npy", read_manifest(balanced_dir / "train.csv"), train_transform(params=params.augmentation, size=image_size))
     val_set = ImageArrayDataset(prepared_dir / "val.npy", read_manifest(prepared_dir / "val.csv"), eval_transform())
@@ -109,7 +121,7 @@ def fit(params: Params, balanced_dir: Path, prepared_dir: Path, model_path: Path
 
     best = {"epoch": -1, "val_balanced_accuracy": -1.0}
     for epoch in range(settings.epochs):
-        train_metrics = train_one_epoch(model, criterion, optimizer, train_loader, device, epoch)
+        train_metrics = train_one_epoch(model, criterion, optimizer, train_loader, device, epoch, settings.precision)
         val_metrics = validate(model, val_loader, device)
         for split, values in (("train", train_metrics), ("val", val_metrics)):
             for name, value in values.items():
@@ -137,6 +149,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params()
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    from dvclive import Live  # imported here: fit() itself needs only torch
+
     with Live(str(args.live), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         best = fit(params, args.balanced, args.prepared, args.model, live)
     log.info("best epoch %d: val balanced accuracy %.4f", best["epoch"], best["val_balanced_accuracy"])

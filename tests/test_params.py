@@ -44,6 +44,7 @@ def test_profiles_have_the_same_keys():
         ("training", "epochs", "ten", "training.epochs: must be an integer"),
         ("training", "learning_rate", True, "training.learning_rate: must be a number"),
         ("training", "device", "tpu", "training.device: unknown device 'tpu'"),
+        ("training", "precision", "fp8", "training.precision: unknown precision 'fp8'"),
         ("sampling", "majority_classes", ["NV", "MELANOMA"], "sampling.majority_classes: unknown class 'MELANOMA'"),
         ("prepare", "test_fraction", 0.9, "prepare.test_fraction: val_fraction + test_fraction must be below 1"),
         ("prepare", "skip_bad_images", "yes", "prepare.skip_bad_images: must be true or false"),

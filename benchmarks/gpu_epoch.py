@@ -1,0 +1,85 @@
+"""One short training epoch through the train stage's own fit(), timed, on generated data.
+
+Runs where only torch and torchvision are installed (no DVC): a stand-in records what
+DVCLive would log. Used by benchmarks/gpu_check.sh on GPU machines.
+
+    python -m benchmarks.gpu_epoch --images 1024 --size 224 --out epoch.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.train_throughput import make_data
+from stages.params import load_params
+from stages.store import write_manifest
+from stages.train import fit
+
+
+class RecordingLive:
+    """What fit() needs of dvclive.Live: log_metric, summary and next_step."""
+
+    def __init__(self):
+        self.summary, self.history, self._step = {}, [], {}
+
+    def log_metric(self, name: str, value: float) -> None:
+        self._step[name] = round(float(value), 4)
+
+    def next_step(self) -> None:
+        self.history.append(self._step)
+        self._step = {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1024)
+    parser.add_argument("--val-images", type=int, default=256)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    params = load_params()
+    params = dataclasses.replace(
+        params,
+        prepare=dataclasses.replace(params.prepare, image_size=args.size),
+        training=dataclasses.replace(params.training, epochs=args.epochs, num_workers=args.workers),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        _, _, array_path, manifest = make_data(work, args.images, args.size, args.workers)
+        write_manifest(manifest, work / "train.csv")
+        (work / "val.npy").symlink_to(array_path)
+        write_manifest(manifest.head(args.val_images), work / "val.csv")
+        live = RecordingLive()
+        start = time.perf_counter()
+        best = fit(params, work, work, work / "model.pt", live)
+        seconds = time.perf_counter() - start
+    report = {
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "image_size": args.size,
+        "train_images": args.images,
+        "val_images": args.val_images,
+        "epochs": args.epochs,
+        "wall_s": round(seconds, 1),
+        "train_images_per_s_incl_val_and_startup": round(args.images * args.epochs / seconds, 1),
+        "best": best,
+        "history": live.history,
+    }
+    print(json.dumps(report, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

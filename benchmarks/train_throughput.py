@@ -1,0 +1,177 @@
+"""Training throughput: the project's path against the original code's plain loop, one run.
+
+Both train DenseNet121 on the same generated JPEGs at the same image size and batch size:
+- baseline: fp32, default memory layout, a DataLoader that opens, decodes and resizes the
+  JPEG of every image at every step (as the original code does);
+- project: the decoded arrays of prepare-split (memory-mapped), the project's train
+  transform and train_step (bf16/fp16 autocast and channels_last on CUDA), pinned memory.
+It also times the project's data loader alone and the model step alone (on tensors already
+on the device), to show whether the model ever waits for data. Prints a JSON report.
+
+    python -m benchmarks.train_throughput --images 512 --size 224 --steps 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from stages.dataset import ImageArrayDataset
+from stages.isic import IMAGE_DIR
+from stages.make_sample import plan_sample, write_sample
+from stages.model import autocast_dtype, build_model, configure_backends, memory_format, select_device
+from stages.params import CLASSES, AugmentationParams, SampleParams
+from stages.prepare_split import decode_all
+from stages.store import create_images
+from stages.train import train_step
+from stages.transforms import normalize, train_transform
+
+AUGMENT = AugmentationParams(rotation_range=30, h_flip=True, v_flip=True, color_jitter=(0.2, 0.2, 0.2, 0.1), crop_scale=(0.8, 1.0), seed=0)
+
+
+class JpegDataset(Dataset):
+    """The baseline's data path: decode and resize the JPEG at every access."""
+
+    def __init__(self, paths: list[Path], targets: np.ndarray, size: int):
+        self.paths, self.targets, self.size = paths, targets, size
+        self.to_tensor = normalize()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        with Image.open(self.paths[index]) as image:
+            pixels = np.array(image.convert("RGB").resize((self.size, self.size)))
+        return self.to_tensor(torch.from_numpy(pixels).permute(2, 0, 1)), int(self.targets[index])
+
+
+def make_data(work: Path, count: int, size: int, workers: int) -> tuple[list[Path], np.ndarray, Path, pd.DataFrame]:
+    """Generated JPEGs and, as prepare-split would make them, their decoded array and manifest."""
+    rows = plan_sample(SampleParams(num_images=count, min_per_class=8, scale=0.25, seed=0))
+    write_sample(rows, 0.25, work / "sample")
+    paths = [work / "sample" / IMAGE_DIR / f"{row['image']}.jpg" for row in rows]
+    array = create_images(work / "train.npy", len(paths), size)
+    for i, (pixels, reason) in enumerate(decode_all(paths, size, workers)):
+        array[i] = pixels
+    array.flush()
+    manifest = pd.DataFrame({"image": [r["image"] for r in rows], "label": [r["label"] for r in rows], "lesion_id": "", "split": "train", "row": np.arange(len(rows))})
+    targets = manifest["label"].map(CLASSES.index).to_numpy()
+    return paths, targets, work / "train.npy", manifest
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_training(loader: DataLoader, device: torch.device, *, fast: bool, steps: int, warmup: int, precision: str = "fp32") -> float:
+    """Images per second over `steps` training steps (after `warmup`), data loading included.
+
+    fast: the project's settings (channels_last on CUDA, `precision`); else fp32, default layout.
+    """
+    torch.manual_seed(0)
+    model = build_model("densenet121", len(CLASSES), "none")
+    layout = memory_format(device) if fast else torch.contiguous_format
+    dtype = autocast_dtype(device, precision) if fast else None
+    model = model.to(device, memory_format=layout).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
+    criterion = nn.CrossEntropyLoss()
+    batches, seen, start = iter(_forever(loader)), 0, 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            _sync(device)
+            start, seen = time.perf_counter(), 0
+        images, labels = next(batches)
+        train_step(model, criterion, optimizer, scaler, images, labels, device=device, dtype=dtype, memory_format=layout)
+        seen += len(labels)
+    _sync(device)
+    return seen / (time.perf_counter() - start)
+
+
+def time_loader(loader: DataLoader, *, steps: int, warmup: int) -> float:
+    """Images per second the loader alone delivers."""
+    batches, seen, start = iter(_forever(loader)), 0, 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            start, seen = time.perf_counter(), 0
+        seen += len(next(batches)[1])
+    return seen / (time.perf_counter() - start)
+
+
+def time_model_step(device: torch.device, size: int, batch: int, *, steps: int, warmup: int, precision: str) -> float:
+    """Images per second of the project's train step on a batch already on the device."""
+    images = torch.randn(batch, 3, size, size, device=device)
+    labels = torch.randint(0, len(CLASSES), (batch,), device=device)
+    loader = [(images, labels)]
+    return time_training(loader, device, fast=True, steps=steps, warmup=warmup, precision=precision)
+
+
+def _forever(loader):
+    while True:
+        yield from loader
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="project loader workers")
+    parser.add_argument("--baseline-workers", type=int, default=4, help="baseline loader workers")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="the project path's training.precision")
+    parser.add_argument("--out", type=Path, help="also write the report here (JSON)")
+    args = parser.parse_args()
+    device = select_device("auto")
+    configure_backends(device)  # for both paths: the baseline gets TF32 and cuDNN autotuning too
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, targets, array_path, manifest = make_data(Path(tmp), args.images, args.size, args.workers)
+        pin = device.type == "cuda"
+        common = dict(batch_size=args.batch, shuffle=True, drop_last=True, pin_memory=pin)
+        baseline_loader = DataLoader(JpegDataset(paths, targets, args.size), num_workers=args.baseline_workers, persistent_workers=args.baseline_workers > 0, **common)
+        project_set = ImageArrayDataset(array_path, manifest, train_transform(params=AUGMENT, size=args.size))
+        project_loader = DataLoader(project_set, num_workers=args.workers, persistent_workers=args.workers > 0, **common)
+        timing = dict(steps=args.steps, warmup=args.warmup)
+        baseline = time_training(baseline_loader, device, fast=False, **timing)
+        project = time_training(project_loader, device, fast=True, precision=args.precision, **timing)
+        loader_alone = time_loader(project_loader, **timing)
+        model_alone = time_model_step(device, args.size, args.batch, precision=args.precision, **timing)
+
+    report = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or device.type,
+        "torch": torch.__version__,
+        "image_size": args.size,
+        "batch_size": args.batch,
+        "precision": args.precision,
+        "loader_workers": args.workers,
+        "timed_steps": args.steps,
+        "baseline_images_per_s": round(baseline, 1),
+        "project_images_per_s": round(project, 1),
+        "speedup": round(project / baseline, 2),
+        "project_loader_images_per_s": round(loader_alone, 1),
+        "model_step_images_per_s": round(model_alone, 1),
+        "loader_over_model_step": round(loader_alone / model_alone, 2),
+    }
+    print(json.dumps(report, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from stages.dataset import ImageArrayDataset
-from stages.isic import IMAGE_DIR
+from stages.isic import IMAGE_DIR, ImageSource
 from stages.make_sample import plan_sample, write_sample
 from stages.model import autocast_dtype, build_model, configure_backends, memory_format, select_device
 from stages.params import CLASSES, AugmentationParams, SampleParams
@@ -63,7 +63,7 @@ def make_data(work: Path, count: int, size: int, workers: int) -> tuple[list[Pat
     write_sample(rows, 0.25, work / "sample")
     paths = [work / "sample" / IMAGE_DIR / f"{row['image']}.jpg" for row in rows]
     array = create_images(work / "train.npy", len(paths), size)
-    for i, (pixels, reason) in enumerate(decode_all(paths, size, workers)):
+    for i, (pixels, _) in enumerate(decode_all(ImageSource(work / "sample"), [row["image"] for row in rows], size, workers)):
         array[i] = pixels
     array.flush()
     manifest = pd.DataFrame({"image": [r["image"] for r in rows], "label": [r["label"] for r in rows], "lesion_id": "", "split": "train", "row": np.arange(len(rows))})

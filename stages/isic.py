@@ -3,12 +3,16 @@
 The same code reads the real ISIC 2019 download and the synthetic sample, which is written
 in the same format: `ISIC_2019_Training_GroundTruth.csv` (image + one-hot float columns
 MEL..SCC, UNK), `ISIC_2019_Training_Metadata.csv` (image, age_approx, anatom_site_general,
-lesion_id, sex) and `ISIC_2019_Training_Input/<image>.jpg`.
+lesion_id, sex) and `ISIC_2019_Training_Input/<image>.jpg`, or those JPEGs inside the
+official `ISIC_2019_Training_Input.zip`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -19,6 +23,7 @@ from stages.params import CLASSES
 GROUND_TRUTH_CSV = "ISIC_2019_Training_GroundTruth.csv"
 METADATA_CSV = "ISIC_2019_Training_Metadata.csv"
 IMAGE_DIR = "ISIC_2019_Training_Input"
+IMAGE_ZIP = "ISIC_2019_Training_Input.zip"
 GROUND_TRUTH_COLUMNS = ("image", *CLASSES, "UNK")
 METADATA_COLUMNS = ("image", "age_approx", "anatom_site_general", "lesion_id", "sex")
 
@@ -112,19 +117,65 @@ def read_labels(root: str | Path) -> pd.DataFrame:
     return labels.reset_index(drop=True)
 
 
-def image_path(root: str | Path, image: str) -> Path:
-    """Where the JPEG of `image` lies under the data root."""
-    return Path(root) / IMAGE_DIR / f"{image}.jpg"
+class ImageSource:
+    """The JPEGs under a data root: the folder `ISIC_2019_Training_Input/` or, if there is
+    none, the official `ISIC_2019_Training_Input.zip`, read in place without extracting.
+
+    A source pickles without its open archive, so each worker process reopens it.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.folder, self.archive = self.root / IMAGE_DIR, self.root / IMAGE_ZIP
+        if not self.folder.is_dir() and not self.archive.is_file():
+            raise DataError(f"{self.root}: found neither {IMAGE_DIR}/ nor {IMAGE_ZIP}")
+        self._zip: zipfile.ZipFile | None = None
+        self._members: dict[str, str] = {}
+
+    @property
+    def is_zip(self) -> bool:
+        return not self.folder.is_dir()
+
+    def describe(self, image: str) -> str:
+        """Where `image` is read from, for messages."""
+        name = f"{image}.jpg"
+        if self.is_zip:
+            return f"{self.archive}:{self._member(name)}"
+        return str(self.folder / name)
+
+    def _member(self, name: str) -> str:
+        if self._zip is None:
+            try:
+                self._zip = zipfile.ZipFile(self.archive)
+            except zipfile.BadZipFile as error:
+                raise DataError(f"{self.archive}: not a readable zip file ({error})") from None
+            # members may sit in a folder inside the archive; index them by file name
+            self._members = {PurePosixPath(info.filename).name: info.filename for info in self._zip.infolist() if not info.is_dir()}
+        return self._members.get(name, name)
+
+    def open(self, image: str) -> BinaryIO:
+        """A binary file object holding the JPEG of `image`; FileNotFoundError if absent."""
+        name = f"{image}.jpg"
+        if not self.is_zip:
+            return open(self.folder / name, "rb")
+        member = self._member(name)
+        try:
+            return io.BytesIO(self._zip.read(member))
+        except KeyError:
+            raise FileNotFoundError(f"{self.archive}: no member {name}") from None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_zip": None, "_members": {}}
 
 
-def load_image(path: str | Path, size: int) -> np.ndarray:
+def load_image(file: str | Path | BinaryIO, size: int) -> np.ndarray:
     """Decode an image file to an RGB uint8 array of shape (size, size, 3).
 
     JPEGs are decoded at reduced scale when much larger than `size` (PIL's draft mode),
     which is several times faster than a full decode followed by a resize. EXIF
     orientation is applied; grayscale, CMYK and palette images are converted to RGB.
     """
-    with Image.open(path) as image:
+    with Image.open(file) as image:
         image.draft("RGB", (size, size))
         image = ImageOps.exif_transpose(image).convert("RGB")
         image = image.resize((size, size), Image.Resampling.BILINEAR)

@@ -20,7 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from stages.files import atomic_dir, write_json
-from stages.isic import DataError, image_path, load_image, read_labels
+from stages.isic import DataError, ImageSource, load_image, read_labels
 from stages.params import PrepareParams, load_params
 from stages.splitting import SPLITS, split_by_lesion
 from stages.store import copy_rows, create_images, open_images, write_manifest, class_counts
@@ -28,24 +28,35 @@ from stages.store import copy_rows, create_images, open_images, write_manifest, 
 log = logging.getLogger(__name__)
 
 
-def _decode(task: tuple[Path, int]) -> tuple[np.ndarray | None, str]:
+# Each decoding process keeps its own ImageSource (with its own open zip) for the whole run.
+_worker_source: ImageSource | None = None
+
+
+def _init_worker(source: ImageSource) -> None:
+    global _worker_source
+    _worker_source = source
+
+
+def _decode(task: tuple[str, int]) -> tuple[np.ndarray | None, str]:
     """Decode one image; return (array, "") or (None, reason). Runs in a worker process."""
-    path, size = task
+    image, size = task
     try:
-        return load_image(path, size), ""
+        with _worker_source.open(image) as file:
+            return load_image(file, size), ""
     except FileNotFoundError:
         return None, "file not found"
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         return None, f"cannot decode: {error}"
 
 
-def decode_all(paths: list[Path], size: int, workers: int) -> Iterator[tuple[np.ndarray | None, str]]:
-    """Decoded images in the order of `paths`, from `workers` processes (1: this process)."""
-    tasks = [(path, size) for path in paths]
+def decode_all(source: ImageSource, images: list[str], size: int, workers: int) -> Iterator[tuple[np.ndarray | None, str]]:
+    """Decoded images, in the order of `images`, from `workers` processes (1: this process)."""
+    tasks = [(image, size) for image in images]
     if workers == 1:
+        _init_worker(source)
         yield from map(_decode, tasks)
         return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(source,)) as pool:
         # imap hands results back in order as they finish: memory stays bounded
         yield from pool.imap(_decode, tasks, chunksize=16)
 
@@ -58,19 +69,20 @@ def assign_rows(labels: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
     return manifest
 
 
-def write_split_arrays(manifest: pd.DataFrame, root: Path, size: int, workers: int, skip_bad: bool, out: Path) -> pd.DataFrame:
+def write_split_arrays(manifest: pd.DataFrame, source: ImageSource, size: int, workers: int, skip_bad: bool, out: Path) -> pd.DataFrame:
     """Decode every image of `manifest` into `<out>/<split>.npy`; return the skipped rows."""
     arrays = {name: create_images(out / f"{name}.npy", int((manifest["split"] == name).sum()), size) for name in SPLITS}
-    paths = [image_path(root, image) for image in manifest["image"]]
     skipped = []
-    results = decode_all(paths, size, workers)
-    for (index, entry), path, (pixels, reason) in zip(manifest.iterrows(), paths, tqdm(results, total=len(paths), desc="prepare-split", unit="img")):
+    results = decode_all(source, list(manifest["image"]), size, workers)
+    entries = manifest[["image", "split", "row"]].itertuples(index=False)
+    for (image, split, row), (pixels, reason) in zip(entries, tqdm(results, total=len(manifest), desc="prepare-split", unit="img")):
         if pixels is None:
+            where = source.describe(image)
             if not skip_bad:
-                raise DataError(f"{path}: {reason} (set prepare.skip_bad_images: true to skip such images)")
-            skipped.append({"image": entry["image"], "path": str(path), "reason": reason})
+                raise DataError(f"{where}: {reason} (set prepare.skip_bad_images: true to skip such images)")
+            skipped.append({"image": image, "path": where, "reason": reason})
             continue
-        arrays[entry["split"]][entry["row"]] = pixels
+        arrays[split][row] = pixels
     for array in arrays.values():
         array.flush()
     return pd.DataFrame(skipped, columns=["image", "path", "reason"])
@@ -99,7 +111,7 @@ def split_counts(manifest: pd.DataFrame) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, required=True, help="folder holding the ISIC 2019 files")
+    parser.add_argument("--data-root", type=Path, required=True, help="folder with the ISIC 2019 CSVs and the images (folder or zip)")
     parser.add_argument("--out", type=Path, required=True, help="folder for arrays and manifests")
     parser.add_argument("--metrics", type=Path, required=True, help="JSON file for the split counts")
     args = parser.parse_args()
@@ -111,7 +123,7 @@ def main() -> None:
     manifest = assign_rows(labels, split)
     workers = params.workers or os.cpu_count() or 1
     with atomic_dir(args.out) as tmp:
-        skipped = write_split_arrays(manifest, args.data_root, params.image_size, workers, params.skip_bad_images, tmp)
+        skipped = write_split_arrays(manifest, ImageSource(args.data_root), params.image_size, workers, params.skip_bad_images, tmp)
         if len(skipped):
             log.warning("skipped %d images; see %s", len(skipped), args.out / "skipped.csv")
             manifest = drop_skipped(manifest, skipped, tmp)

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -35,22 +36,25 @@ def _ran(output: str) -> list[str]:
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
+def copy_repo(root: Path, overrides: dict) -> Path:
     """A git+DVC copy of the project's tracked and untracked-but-not-ignored files."""
-    root = tmp_path_factory.mktemp("e2e") / "repo"
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for name in files:
         if (REPO / name).is_file() and not name.startswith(("metrics/", "plots/", "dvclive/", "eval/")) and name != "dvc.lock":
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
-    write_params(root, TINY)
+    write_params(root, overrides)
     _run("git", "init", "-q", cwd=root)
     _run("git", "config", "user.email", "ci@example.invalid", cwd=root)
     _run("git", "config", "user.name", "CI", cwd=root)
     _run("git", "add", "-A", cwd=root)
     _run("git", "commit", "-qm", "tiny pipeline", cwd=root)
     return root
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return copy_repo(tmp_path_factory.mktemp("e2e") / "repo", TINY)
 
 
 @pytest.mark.slow
@@ -85,3 +89,25 @@ def test_repro_experiments_and_metrics(repo):
     assert "training.epochs" in shown and "| 2 " in shown
     diff = _dvc("metrics", "diff", "--all", cwd=repo)
     assert "test.balanced_accuracy" in diff
+
+
+@pytest.mark.slow
+def test_repro_on_real_isic_images_read_from_the_zip(tmp_path, shared_data):
+    """The 70 real ISIC 2019 images, zipped as the official download is, end to end."""
+    mini = shared_data / "isic2019-mini"
+    data = tmp_path / "isic2019"
+    data.mkdir()
+    for name in ("ISIC_2019_Training_GroundTruth.csv", "ISIC_2019_Training_Metadata.csv"):
+        shutil.copy(mini / name, data / name)
+    with zipfile.ZipFile(data / "ISIC_2019_Training_Input.zip", "w") as archive:
+        for jpg in sorted((mini / "ISIC_2019_Training_Input").glob("*.jpg")):
+            archive.write(jpg, f"ISIC_2019_Training_Input/{jpg.name}")
+    overrides = {**TINY, "data": {"root": str(data)}, "sampling": {"majority_target": 8, "minority_target": 8, "kmeans_clusters": 2}, "gradcam": {"num_samples": 8}}
+    repo = copy_repo(tmp_path / "repo", overrides)
+    _dvc("repro", cwd=repo)
+    counts = json.loads((repo / "metrics" / "data.json").read_text())
+    assert sum(counts[name]["total"] for name in ("train", "val", "test")) == 70
+    assert json.loads((repo / "metrics" / "oversample.json").read_text())["after"] == dict.fromkeys(["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"], 8)
+    overlays = sorted((repo / "plots" / "gradcam").glob("*.png"))
+    assert len(overlays) == 8 and all(name.stem.split("_", 2)[2].startswith("ISIC_00") for name in overlays)
+    assert json.loads((repo / "metrics" / "eval.json").read_text())["test"]["images"] == counts["test"]["total"]

@@ -1,10 +1,11 @@
 import json
+import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from stages.isic import IMAGE_DIR, image_path, load_image
+from stages.isic import IMAGE_DIR, DataError, ImageSource, load_image
 from stages.make_sample import plan_sample, write_sample
 from stages.params import SampleParams
 from stages.splitting import SPLITS
@@ -41,7 +42,7 @@ def test_prepare_split_writes_arrays_manifests_and_counts(tmp_path, sample_root)
         assert (manifest["row"] == np.arange(len(manifest))).all() and (manifest["split"] == name).all()
         assert counts[name]["total"] == len(manifest)
         first = manifest.iloc[0]
-        assert np.array_equal(images[0], load_image(image_path(sample_root, first["image"]), SIZE))
+        assert np.array_equal(images[0], load_image(sample_root / IMAGE_DIR / f"{first['image']}.jpg", SIZE))
         for lesion in manifest.loc[manifest["lesion_id"] != "", "lesion_id"]:
             assert seen.setdefault(lesion, name) == name  # no lesion in two splits
 
@@ -89,3 +90,39 @@ def test_make_sample_is_deterministic_and_isic_shaped(tmp_path, sample_root):
     assert truth.startswith(b"image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK\r\n") and b",1.0," in truth
     first = sorted((sample_root / IMAGE_DIR).iterdir())[0]
     assert first.read_bytes() == (again / IMAGE_DIR / first.name).read_bytes()
+
+
+def _zip_images(source_root, target_root, folder_inside="ISIC_2019_Training_Input/"):
+    """Lay out `target_root` like the official download: the two CSVs beside the image zip."""
+    target_root.mkdir(parents=True)
+    for name in ("ISIC_2019_Training_GroundTruth.csv", "ISIC_2019_Training_Metadata.csv"):
+        (target_root / name).write_bytes((source_root / name).read_bytes())
+    with zipfile.ZipFile(target_root / "ISIC_2019_Training_Input.zip", "w") as archive:
+        for jpg in sorted((source_root / IMAGE_DIR).glob("*.jpg")):
+            archive.write(jpg, folder_inside + jpg.name)
+    return target_root
+
+
+def test_images_read_from_the_zip_equal_those_from_the_folder(tmp_path, sample_root):
+    zipped = _zip_images(sample_root, tmp_path / "zipped")
+    (tmp_path / "from_folder").mkdir()
+    assert _prepare(tmp_path / "from_folder", sample_root).returncode == 0
+    assert _prepare(tmp_path, zipped).returncode == 0
+    for name in SPLITS:
+        assert np.array_equal(np.load(tmp_path / "prepared" / f"{name}.npy"), np.load(tmp_path / "from_folder" / "prepared" / f"{name}.npy"))
+
+
+def test_image_missing_from_the_zip_is_named(tmp_path, sample_root):
+    zipped = _zip_images(sample_root, tmp_path / "zipped")
+    truth = zipped / "ISIC_2019_Training_GroundTruth.csv"
+    meta = zipped / "ISIC_2019_Training_Metadata.csv"
+    truth.write_bytes(truth.read_bytes() + b"ISIC_9999999,1.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0\r\n")
+    meta.write_bytes(meta.read_bytes() + b"ISIC_9999999,50,head/neck,,male\r\n")
+    result = _prepare(tmp_path, zipped)
+    assert result.returncode != 0
+    assert "ISIC_2019_Training_Input.zip:ISIC_9999999.jpg: file not found" in result.stderr
+
+
+def test_data_root_without_images_is_refused(tmp_path):
+    with pytest.raises(DataError, match="found neither ISIC_2019_Training_Input/ nor ISIC_2019_Training_Input.zip"):
+        ImageSource(tmp_path)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from stages.files import atomic_dir, atomic_file, write_json
 from stages.params import AugmentationParams, load_params
 from stages.sampling import oversample_plan
-from stages.store import class_counts, create_images, open_images, read_manifest, write_manifest
+from stages.store import ImageWriter, class_counts, open_images, read_manifest, write_manifest
 from stages.transforms import augment
 
 log = logging.getLogger(__name__)
@@ -42,16 +42,15 @@ def balanced_manifest(kept: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
 
 def write_balanced(images: np.ndarray, balanced: pd.DataFrame, params: AugmentationParams, path: Path) -> None:
     """Write the balanced array: real images copied, augmented ones drawn with `params.seed`."""
-    target = create_images(path, len(balanced), images.shape[1])
     transform = augment(params=params, size=images.shape[1])
     torch.manual_seed(params.seed)  # copies are drawn in manifest order from one seeded stream
     sources = balanced["source_row"].to_numpy()
-    for row, (source, augmented) in enumerate(tqdm(zip(sources, balanced["augmented"]), total=len(balanced), desc="augment-oversample", unit="img")):
-        pixels = torch.from_numpy(np.array(images[source])).permute(2, 0, 1)
-        if augmented:
-            pixels = transform(pixels)
-        target[row] = pixels.permute(1, 2, 0).numpy()
-    target.flush()
+    with ImageWriter(path, len(balanced), images.shape[1]) as target:
+        for row, (source, augmented) in enumerate(tqdm(zip(sources, balanced["augmented"]), total=len(balanced), desc="augment-oversample", unit="img")):
+            pixels = torch.from_numpy(np.array(images[source])).permute(2, 0, 1)
+            if augmented:
+                pixels = transform(pixels)
+            target.write(row, pixels.permute(1, 2, 0).numpy())
 
 
 def plot_grid(balanced: pd.DataFrame, images: np.ndarray, path: Path, per_class: int = 4) -> None:

@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
+from stages.errors import DataError
 from stages.params import CLASSES
+from stages.preprocess import crop_dark_border, shades_of_gray
 
 GROUND_TRUTH_CSV = "ISIC_2019_Training_GroundTruth.csv"
 METADATA_CSV = "ISIC_2019_Training_Metadata.csv"
@@ -26,10 +28,6 @@ IMAGE_DIR = "ISIC_2019_Training_Input"
 IMAGE_ZIP = "ISIC_2019_Training_Input.zip"
 GROUND_TRUTH_COLUMNS = ("image", *CLASSES, "UNK")
 METADATA_COLUMNS = ("image", "age_approx", "anatom_site_general", "lesion_id", "sex")
-
-
-class DataError(ValueError):
-    """An input file is missing, malformed, or contradicts another."""
 
 
 def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -168,15 +166,20 @@ class ImageSource:
         return {**self.__dict__, "_zip": None, "_members": {}}
 
 
-def load_image(file: str | Path | BinaryIO, size: int) -> np.ndarray:
+def load_image(file: str | Path | BinaryIO, size: int, *, crop_border: bool = False, color_constancy: bool = False) -> np.ndarray:
     """Decode an image file to an RGB uint8 array of shape (size, size, 3).
 
     JPEGs are decoded at reduced scale when much larger than `size` (PIL's draft mode),
     which is several times faster than a full decode followed by a resize. EXIF
     orientation is applied; grayscale, CMYK and palette images are converted to RGB.
+    crop_border cuts away a dark dermoscope frame before resizing; color_constancy applies
+    Shades of Gray after it (see stages.preprocess).
     """
     with Image.open(file) as image:
-        image.draft("RGB", (size, size))
+        # cropping keeps about 70% of the side, so decode larger to keep the detail
+        image.draft("RGB", (2 * size, 2 * size) if crop_border else (size, size))
         image = ImageOps.exif_transpose(image).convert("RGB")
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
-        return np.asarray(image, dtype=np.uint8)
+        if crop_border:
+            image = Image.fromarray(np.ascontiguousarray(crop_dark_border(np.asarray(image))))
+        pixels = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return shades_of_gray(pixels) if color_constancy else pixels

@@ -59,6 +59,8 @@ class PrepareParams:
     val_fraction: float
     test_fraction: float
     skip_bad_images: bool  # skip (and report) missing or corrupt images instead of failing
+    crop_border: bool  # cut away a dark circular dermoscope frame (winning ISIC 2019 entry)
+    color_constancy: bool  # Shades of Gray, Minkowski p=6 (winning ISIC 2019 entry)
     workers: int  # decoding processes; 0 means one per CPU core
     seed: int
 

@@ -8,11 +8,12 @@ train, val and test, plus `skipped.csv` (images skipped as missing or corrupt, w
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import multiprocessing
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -20,45 +21,43 @@ from PIL import Image
 from tqdm import tqdm
 
 from stages.files import atomic_dir, write_json
-from stages.isic import DataError, ImageSource, load_image, read_labels
+from stages.errors import DataError
+from stages.isic import ImageSource, load_image, read_labels
 from stages.params import PrepareParams, load_params
 from stages.splitting import SPLITS, split_by_lesion
-from stages.store import copy_rows, create_images, open_images, write_manifest, class_counts
+from stages.store import ImageWriter, class_counts, copy_rows, open_images, write_manifest
 
 log = logging.getLogger(__name__)
 
 
 # Each decoding process keeps its own ImageSource (with its own open zip) for the whole run.
-_worker_source: ImageSource | None = None
+_worker: dict = {}
 
 
-def _init_worker(source: ImageSource) -> None:
-    global _worker_source
-    _worker_source = source
+def _init_worker(source: ImageSource, decode: Callable[[BinaryIO], np.ndarray]) -> None:
+    _worker.update(source=source, decode=decode)
 
 
-def _decode(task: tuple[str, int]) -> tuple[np.ndarray | None, str]:
+def _decode(image: str) -> tuple[np.ndarray | None, str]:
     """Decode one image; return (array, "") or (None, reason). Runs in a worker process."""
-    image, size = task
     try:
-        with _worker_source.open(image) as file:
-            return load_image(file, size), ""
+        with _worker["source"].open(image) as file:
+            return _worker["decode"](file), ""
     except FileNotFoundError:
         return None, "file not found"
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         return None, f"cannot decode: {error}"
 
 
-def decode_all(source: ImageSource, images: list[str], size: int, workers: int) -> Iterator[tuple[np.ndarray | None, str]]:
-    """Decoded images, in the order of `images`, from `workers` processes (1: this process)."""
-    tasks = [(image, size) for image in images]
+def decode_all(source: ImageSource, images: list[str], decode: Callable[[BinaryIO], np.ndarray], workers: int) -> Iterator[tuple[np.ndarray | None, str]]:
+    """`decode` applied to each of `images`, in order, by `workers` processes (1: this one)."""
     if workers == 1:
-        _init_worker(source)
-        yield from map(_decode, tasks)
+        _init_worker(source, decode)
+        yield from map(_decode, images)
         return
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(source,)) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(source, decode)) as pool:
         # imap hands results back in order as they finish: memory stays bounded
-        yield from pool.imap(_decode, tasks, chunksize=16)
+        yield from pool.imap(_decode, images, chunksize=16)
 
 
 def assign_rows(labels: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
@@ -69,22 +68,24 @@ def assign_rows(labels: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
     return manifest
 
 
-def write_split_arrays(manifest: pd.DataFrame, source: ImageSource, size: int, workers: int, skip_bad: bool, out: Path) -> pd.DataFrame:
+def write_split_arrays(manifest: pd.DataFrame, source: ImageSource, params: PrepareParams, workers: int, out: Path) -> pd.DataFrame:
     """Decode every image of `manifest` into `<out>/<split>.npy`; return the skipped rows."""
-    arrays = {name: create_images(out / f"{name}.npy", int((manifest["split"] == name).sum()), size) for name in SPLITS}
+    size = params.image_size
+    arrays = {name: ImageWriter(out / f"{name}.npy", int((manifest["split"] == name).sum()), size) for name in SPLITS}
     skipped = []
-    results = decode_all(source, list(manifest["image"]), size, workers)
+    decode = functools.partial(load_image, size=size, crop_border=params.crop_border, color_constancy=params.color_constancy)
+    results = decode_all(source, list(manifest["image"]), decode, workers)
     entries = manifest[["image", "split", "row"]].itertuples(index=False)
     for (image, split, row), (pixels, reason) in zip(entries, tqdm(results, total=len(manifest), desc="prepare-split", unit="img")):
         if pixels is None:
             where = source.describe(image)
-            if not skip_bad:
+            if not params.skip_bad_images:
                 raise DataError(f"{where}: {reason} (set prepare.skip_bad_images: true to skip such images)")
             skipped.append({"image": image, "path": where, "reason": reason})
             continue
-        arrays[split][row] = pixels
+        arrays[split].write(row, pixels)
     for array in arrays.values():
-        array.flush()
+        array.close()
     return pd.DataFrame(skipped, columns=["image", "path", "reason"])
 
 
@@ -123,7 +124,7 @@ def main() -> None:
     manifest = assign_rows(labels, split)
     workers = params.workers or os.cpu_count() or 1
     with atomic_dir(args.out) as tmp:
-        skipped = write_split_arrays(manifest, ImageSource(args.data_root), params.image_size, workers, params.skip_bad_images, tmp)
+        skipped = write_split_arrays(manifest, ImageSource(args.data_root), params, workers, tmp)
         if len(skipped):
             log.warning("skipped %d images; see %s", len(skipped), args.out / "skipped.csv")
             manifest = drop_skipped(manifest, skipped, tmp)

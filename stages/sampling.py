@@ -26,9 +26,12 @@ def image_features(images: np.ndarray, rows: np.ndarray, chunk: int = 512) -> np
     side = step * FEATURE_SIDE  # an image size that is not a multiple of 16 loses its edge pixels
     features = np.empty((len(rows), FEATURE_SIDE * FEATURE_SIDE * 3), dtype=np.float32)
     for start in range(0, len(rows), chunk):
-        batch = np.asarray(images[rows[start : start + chunk], :side, :side], dtype=np.float32) / 255.0
-        pooled = batch.reshape(len(batch), FEATURE_SIDE, step, FEATURE_SIDE, step, 3).mean(axis=(2, 4))
-        features[start : start + len(batch)] = pooled.reshape(len(batch), -1)
+        batch = np.asarray(images[rows[start : start + chunk], :side, :side])  # (n, side, side, 3) uint8
+        n = len(batch)
+        # box sums in integers, rows first then columns: ~20x faster than a float mean
+        row_sums = batch.reshape(n * FEATURE_SIDE, step, side * 3).sum(axis=1, dtype=np.uint16)
+        box_sums = row_sums.reshape(n, FEATURE_SIDE, FEATURE_SIDE, step, 3).sum(axis=3, dtype=np.uint32)
+        features[start : start + n] = box_sums.reshape(n, -1) / (step * step * 255.0)
     return features
 
 

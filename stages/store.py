@@ -13,15 +13,43 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.isic import DataError
+from stages.errors import DataError
 from stages.params import CLASSES
 
 MANIFEST_COLUMNS = ("image", "label", "lesion_id", "split", "row")
 
 
-def create_images(path: str | Path, count: int, size: int) -> np.memmap:
-    """A new, zero-filled (count, size, size, 3) uint8 array on disk, open for writing."""
-    return np.lib.format.open_memmap(Path(path), mode="w+", dtype=np.uint8, shape=(count, size, size, 3))
+class ImageWriter:
+    """Writes a new (count, size, size, 3) uint8 `.npy` file row by row.
+
+    Rows go out through ordinary file writes, so they land in the page cache rather than in
+    this process's memory (a writable memory map would hold every written page): memory
+    stays flat however many images are written. Unwritten rows read as zeros.
+    """
+
+    def __init__(self, path: str | Path, count: int, size: int):
+        self.shape = (count, size, size, 3)
+        self._row_bytes = size * size * 3
+        self._file = open(path, "wb")
+        np.lib.format.write_array_header_1_0(self._file, {"descr": "|u1", "fortran_order": False, "shape": self.shape})
+        self._data_start = self._file.tell()
+        self._file.truncate(self._data_start + count * self._row_bytes)
+
+    def write(self, row: int, pixels: np.ndarray) -> None:
+        """Store `pixels` ((size, size, 3) uint8) as row `row`."""
+        if pixels.shape != self.shape[1:] or pixels.dtype != np.uint8:
+            raise ValueError(f"expected a {self.shape[1:]} uint8 image, got {pixels.shape} {pixels.dtype}")
+        self._file.seek(self._data_start + row * self._row_bytes)
+        self._file.write(np.ascontiguousarray(pixels).data)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "ImageWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def open_images(path: str | Path) -> np.ndarray:
@@ -32,13 +60,11 @@ def open_images(path: str | Path) -> np.ndarray:
     return images
 
 
-def copy_rows(source: np.ndarray, rows: np.ndarray, path: str | Path, chunk: int = 256) -> None:
-    """Write `source[rows]` to a new array file at `path`, a chunk at a time."""
-    target = create_images(path, len(rows), source.shape[1])
-    for start in range(0, len(rows), chunk):
-        target[start : start + chunk] = source[rows[start : start + chunk]]
-    target.flush()
-    del target
+def copy_rows(source: np.ndarray, rows: np.ndarray, path: str | Path) -> None:
+    """Write `source[rows]` to a new array file at `path`, one image at a time."""
+    with ImageWriter(path, len(rows), source.shape[1]) as target:
+        for index, row in enumerate(rows):
+            target.write(index, source[row])
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:

@@ -1,10 +1,13 @@
 """The whole pipeline through the real dvc CLI, on a tiny copy of the repository."""
 
+import functools
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
@@ -91,23 +94,44 @@ def test_repro_experiments_and_metrics(repo):
     assert "test.balanced_accuracy" in diff
 
 
-@pytest.mark.slow
-def test_repro_on_real_isic_images_read_from_the_zip(tmp_path, shared_data):
-    """The 70 real ISIC 2019 images, zipped as the official download is, end to end."""
+@pytest.fixture
+def isic_server(tmp_path, shared_data):
+    """An HTTP server on 127.0.0.1 serving the 70 real images, zipped as the official
+    download is, and their two CSVs; yields its base URL."""
     mini = shared_data / "isic2019-mini"
-    data = tmp_path / "isic2019"
-    data.mkdir()
+    served = tmp_path / "served"
+    served.mkdir()
     for name in ("ISIC_2019_Training_GroundTruth.csv", "ISIC_2019_Training_Metadata.csv"):
-        shutil.copy(mini / name, data / name)
-    with zipfile.ZipFile(data / "ISIC_2019_Training_Input.zip", "w") as archive:
+        shutil.copy(mini / name, served / name)
+    with zipfile.ZipFile(served / "ISIC_2019_Training_Input.zip", "w") as archive:
         for jpg in sorted((mini / "ISIC_2019_Training_Input").glob("*.jpg")):
             archive.write(jpg, f"ISIC_2019_Training_Input/{jpg.name}")
-    overrides = {**TINY, "data": {"root": str(data)}, "sampling": {"majority_target": 8, "minority_target": 8, "kmeans_clusters": 2}, "gradcam": {"num_samples": 8}}
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+
+
+@pytest.mark.slow
+def test_import_url_then_repro_on_real_isic_images(tmp_path, isic_server):
+    """dvc import-url of the zip and CSVs from a local server, then the whole pipeline on them."""
+    overrides = {**TINY, "data": {"root": "data/isic2019"}, "sampling": {"majority_target": 8, "minority_target": 8, "kmeans_clusters": 2}, "gradcam": {"num_samples": 8}}
     repo = copy_repo(tmp_path / "repo", overrides)
-    _dvc("repro", cwd=repo)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    refused = subprocess.run([sys.executable, "-m", "stages.import_isic", "--base-url", isic_server], cwd=repo, env=env, capture_output=True, text=True)
+    assert refused.returncode != 0 and "is not that of the official ISIC 2019 file" in refused.stderr  # the mini CSVs are a subset
+    for name in ("ISIC_2019_Training_Input.zip", "ISIC_2019_Training_GroundTruth.csv", "ISIC_2019_Training_Metadata.csv"):
+        assert (repo / "data" / "isic2019" / f"{name}.dvc").is_file(), name
+    assert "frozen: true" in (repo / "data" / "isic2019" / "ISIC_2019_Training_Input.zip.dvc").read_text()
+
+    assert "prepare-split" in _ran(_dvc("repro", cwd=repo))
     counts = json.loads((repo / "metrics" / "data.json").read_text())
     assert sum(counts[name]["total"] for name in ("train", "val", "test")) == 70
     assert json.loads((repo / "metrics" / "oversample.json").read_text())["after"] == dict.fromkeys(["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"], 8)
     overlays = sorted((repo / "plots" / "gradcam").glob("*.png"))
     assert len(overlays) == 8 and all(name.stem.split("_", 2)[2].startswith("ISIC_00") for name in overlays)
     assert json.loads((repo / "metrics" / "eval.json").read_text())["test"]["images"] == counts["test"]["total"]
+    assert _ran(_dvc("repro", cwd=repo)) == []

@@ -3,10 +3,12 @@ import pandas as pd
 import pytest
 
 from stages.augment_oversample import balanced_manifest, write_balanced
+from stages.isic import read_labels
 from stages.kmeans_undersample import undersample
 from stages.params import AugmentationParams, SamplingParams
 from stages.sampling import allocate, image_features, oversample_plan, pick_within_clusters
-from stages.store import open_images
+from stages.splitting import split_by_lesion
+from stages.store import class_counts, open_images
 
 AUGMENT = AugmentationParams(rotation_range=30, h_flip=True, v_flip=True, color_jitter=(0.2, 0.2, 0.2, 0.1), crop_scale=(0.8, 1.0), seed=5)
 
@@ -94,3 +96,18 @@ def test_balanced_set_is_deterministic_and_copies_only_training_images(tmp_path)
     assert not np.array_equal(first[~real], images[balanced.loc[~real, "source_row"]])
     write_balanced(source, balanced, AugmentationParams(**{**AUGMENT.__dict__, "seed": 6}), tmp_path / "c.npy")
     assert not np.array_equal(np.load(tmp_path / "c.npy"), first)
+
+
+def test_published_targets_on_the_real_training_split(shared_data):
+    """The real ISIC 2019 training split (labels; pixels synthetic) resamples to the published table."""
+    labels = read_labels(shared_data / "isic2019-labels")
+    train = labels[split_by_lesion(labels, val_fraction=0.15, test_fraction=0.15, seed=42) == "train"].reset_index(drop=True)
+    manifest = train[["image", "label", "lesion_id"]].assign(split="train", row=np.arange(len(train)))
+    images = np.random.default_rng(0).integers(0, 256, (len(train), 16, 16, 3), dtype=np.uint8)
+    params = SamplingParams(majority_classes=("NV", "MEL"), majority_target=3500, minority_target=1500, kmeans_clusters=8, seed=42)
+    before = class_counts(manifest["label"])
+    assert before["NV"] > 3500 and before["BCC"] > 1500 and before["MEL"] < 3500 and before["DF"] < 1500
+    kept, _ = undersample(manifest, images, params)
+    balanced = balanced_manifest(kept, oversample_plan(kept, params.targets(), seed=42))
+    assert class_counts(balanced["label"]) == {"MEL": 3500, "NV": 3500, "BCC": 1500, "AK": 1500, "BKL": 1500, "DF": 1500, "VASC": 1500, "SCC": 1500}
+    assert set(balanced.loc[balanced["augmented"], "source_image"]) <= set(train["image"])

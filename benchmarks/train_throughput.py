@@ -14,6 +14,7 @@ on the device), to show whether the model ever waits for data. Prints a JSON rep
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -29,12 +30,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from stages.dataset import ImageArrayDataset
-from stages.isic import IMAGE_DIR, ImageSource
+from stages.isic import IMAGE_DIR, ImageSource, load_image
 from stages.make_sample import plan_sample, write_sample
 from stages.model import autocast_dtype, build_model, configure_backends, memory_format, select_device
 from stages.params import CLASSES, AugmentationParams, SampleParams
 from stages.prepare_split import decode_all
-from stages.store import create_images
+from stages.store import ImageWriter
 from stages.train import train_step
 from stages.transforms import normalize, train_transform
 
@@ -62,10 +63,10 @@ def make_data(work: Path, count: int, size: int, workers: int) -> tuple[list[Pat
     rows = plan_sample(SampleParams(num_images=count, min_per_class=8, scale=0.25, seed=0))
     write_sample(rows, 0.25, work / "sample")
     paths = [work / "sample" / IMAGE_DIR / f"{row['image']}.jpg" for row in rows]
-    array = create_images(work / "train.npy", len(paths), size)
-    for i, (pixels, _) in enumerate(decode_all(ImageSource(work / "sample"), [row["image"] for row in rows], size, workers)):
-        array[i] = pixels
-    array.flush()
+    decode = functools.partial(load_image, size=size)
+    with ImageWriter(work / "train.npy", len(paths), size) as array:
+        for i, (pixels, _) in enumerate(decode_all(ImageSource(work / "sample"), [row["image"] for row in rows], decode, workers)):
+            array.write(i, pixels)
     manifest = pd.DataFrame({"image": [r["image"] for r in rows], "label": [r["label"] for r in rows], "lesion_id": "", "split": "train", "row": np.arange(len(rows))})
     targets = manifest["label"].map(CLASSES.index).to_numpy()
     return paths, targets, work / "train.npy", manifest

@@ -8,6 +8,7 @@ train, val and test, plus `skipped.csv` (images skipped as missing or corrupt, w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import multiprocessing
@@ -20,8 +21,8 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from stages.files import atomic_dir, write_json
 from stages.errors import DataError
+from stages.files import atomic_dir, write_json
 from stages.isic import ImageSource, load_image, read_labels
 from stages.params import PrepareParams, load_params
 from stages.splitting import SPLITS, split_by_lesion
@@ -56,7 +57,7 @@ def decode_all(source: ImageSource, images: list[str], decode: Callable[[BinaryI
         yield from map(_decode, images)
         return
     with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(source, decode)) as pool:
-        # imap hands results back in order as they finish: memory stays bounded
+        # results come back in order and are written out as they arrive
         yield from pool.imap(_decode, images, chunksize=16)
 
 
@@ -71,21 +72,20 @@ def assign_rows(labels: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
 def write_split_arrays(manifest: pd.DataFrame, source: ImageSource, params: PrepareParams, workers: int, out: Path) -> pd.DataFrame:
     """Decode every image of `manifest` into `<out>/<split>.npy`; return the skipped rows."""
     size = params.image_size
-    arrays = {name: ImageWriter(out / f"{name}.npy", int((manifest["split"] == name).sum()), size) for name in SPLITS}
     skipped = []
     decode = functools.partial(load_image, size=size, crop_border=params.crop_border, color_constancy=params.color_constancy)
     results = decode_all(source, list(manifest["image"]), decode, workers)
     entries = manifest[["image", "split", "row"]].itertuples(index=False)
-    for (image, split, row), (pixels, reason) in zip(entries, tqdm(results, total=len(manifest), desc="prepare-split", unit="img")):
-        if pixels is None:
-            where = source.describe(image)
-            if not params.skip_bad_images:
-                raise DataError(f"{where}: {reason} (set prepare.skip_bad_images: true to skip such images)")
-            skipped.append({"image": image, "path": where, "reason": reason})
-            continue
-        arrays[split].write(row, pixels)
-    for array in arrays.values():
-        array.close()
+    with contextlib.ExitStack() as stack:
+        arrays = {name: stack.enter_context(ImageWriter(out / f"{name}.npy", int((manifest["split"] == name).sum()), size)) for name in SPLITS}
+        for (image, split, row), (pixels, reason) in zip(entries, tqdm(results, total=len(manifest), desc="prepare-split", unit="img")):
+            if pixels is None:
+                where = source.describe(image)
+                if not params.skip_bad_images:
+                    raise DataError(f"{where}: {reason} (set prepare.skip_bad_images: true to skip such images)")
+                skipped.append({"image": image, "path": where, "reason": reason})
+                continue
+            arrays[split].write(row, pixels)
     return pd.DataFrame(skipped, columns=["image", "path", "reason"])
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from matplotlib import colormaps
+from matplotlib.figure import Figure
 from torch import nn
 
 
@@ -57,3 +60,19 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarr
     """Blend a (H, W) map in [0, 1] over an (H, W, 3) uint8 image as a jet heatmap."""
     heat = colormaps["jet"](cam)[..., :3] * 255
     return (image * (1 - alpha) + heat * alpha).clip(0, 255).astype(np.uint8)
+
+
+def save_overlays(image: np.ndarray, cams: dict[str, np.ndarray], title: str, path: str | Path) -> None:
+    """A PNG: the image, then one heatmap overlay per entry of `cams` (panel title: its key)."""
+    fig = Figure(figsize=(2.1 * (1 + len(cams)), 2.5))
+    axes = fig.subplots(1, 1 + len(cams), squeeze=False)[0]
+    axes[0].imshow(image)
+    axes[0].set_title("image", fontsize=7)
+    for ax, (name, cam) in zip(axes[1:], cams.items()):
+        ax.imshow(overlay(image, cam))
+        ax.set_title(name, fontsize=7)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")

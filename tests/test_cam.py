@@ -1,9 +1,12 @@
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
-from stages.cam import GradCAM, overlay
+from stages.cam import GradCAM, overlay, save_overlays
+from stages.gradcam import choose_samples
 from stages.model import build_model, cam_layer
+from stages.params import GradcamParams
 
 
 def _red_detector():
@@ -46,7 +49,35 @@ def test_densenet_maps_shape_range_and_no_side_effects():
         assert torch.allclose(torch.softmax(model(images), 1), probabilities, atol=1e-6)
 
 
-def test_overlay_keeps_shape_and_type():
+def test_overlay_keeps_shape_and_type(tmp_path):
     image = np.zeros((8, 8, 3), np.uint8)
     blended = overlay(image, np.linspace(0, 1, 64).reshape(8, 8))
     assert blended.shape == (8, 8, 3) and blended.dtype == np.uint8 and blended.max() > 0
+    save_overlays(image, {"predicted": np.zeros((8, 8)), "true": np.ones((8, 8))}, "title", tmp_path / "x.png")
+    assert (tmp_path / "x.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_maps_depend_on_the_weights():
+    """Adebayo et al.'s sanity check: re-randomising the weights must change the explanation."""
+    torch.manual_seed(0)
+    model = build_model("densenet121", 8, "none").eval()
+    images = torch.randn(1, 3, 96, 96)
+    target = torch.tensor([3])
+    with GradCAM(model, cam_layer(model)) as cam:
+        before, _ = cam(images, target)
+    torch.manual_seed(1)
+    randomised = build_model("densenet121", 8, "none").eval()
+    with GradCAM(randomised, cam_layer(randomised)) as cam:
+        after, _ = cam(images, target)
+    correlation = np.corrcoef(before.flatten().numpy(), after.flatten().numpy())[0, 1]
+    assert correlation < 0.9
+
+
+def test_choose_samples_takes_right_and_wrong_per_class():
+    predictions = pd.DataFrame(
+        {"image": [f"I{i}" for i in range(7)], "label": ["NV", "NV", "NV", "MEL", "MEL", "DF", "DF"], "predicted": ["NV", "NV", "MEL", "MEL", "NV", "NV", "NV"]}
+    )
+    chosen = choose_samples(predictions, GradcamParams(correct_per_class=1, wrong_per_class=2, seed=0))
+    summary = chosen.groupby(["label", "correct"]).size().to_dict()
+    assert summary == {("DF", False): 2, ("MEL", False): 1, ("MEL", True): 1, ("NV", False): 1, ("NV", True): 1}
+    assert chosen.equals(choose_samples(predictions, GradcamParams(correct_per_class=1, wrong_per_class=2, seed=0)))

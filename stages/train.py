@@ -129,7 +129,11 @@ def fit(params: Params, balanced_dir: Path, prepared_dir: Path, model_path: Path
         log.info("epoch %d: train %s, val %s", epoch, _fmt(train_metrics), _fmt(val_metrics))
         if val_metrics["balanced_accuracy"] > best["val_balanced_accuracy"]:
             best = {"epoch": epoch, "val_balanced_accuracy": val_metrics["balanced_accuracy"], "val_accuracy": val_metrics["accuracy"], "val_loss": val_metrics["loss"]}
-            save_checkpoint(model_path, model, arch=params.model.name, classes=list(CLASSES), image_size=image_size, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), **best)
+            save_checkpoint(
+                model_path, model, arch=params.model.name, classes=list(CLASSES), image_size=image_size,
+                crop_border=params.prepare.crop_border, color_constancy=params.prepare.color_constancy,
+                mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), **best,
+            )
         live.summary["best"] = best
         live.next_step()
     return best

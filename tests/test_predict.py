@@ -1,0 +1,61 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from stages.dataset import ImageArrayDataset
+from stages.isic import load_image
+from stages.model import build_model, save_checkpoint
+from stages.params import CLASSES
+from stages.store import ImageWriter
+from stages.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+
+from conftest import run_stage
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("densenet121", 8, "none").eval()
+    info = dict(arch="densenet121", classes=list(CLASSES), image_size=64, crop_border=False, color_constancy=False, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), epoch=0, val_balanced_accuracy=0.0)
+    save_checkpoint(tmp_path / "model.pt", model, **info)
+    return tmp_path / "model.pt", model
+
+
+def test_predict_matches_evaluation_and_survives_a_bad_file(tmp_path, model_file):
+    path, model = model_file
+    rng = np.random.default_rng(0)
+    good = tmp_path / "lesion.jpg"
+    Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(good)
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+
+    result = run_stage("predict", str(bad), str(good), "--model", str(path), "--json", "--top", "8", "--cam", str(tmp_path / "cams"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"{bad}: error: cannot decode" in result.stderr
+    report = json.loads(result.stdout)
+    assert report[0] == {"image": str(bad), "error": report[0]["error"]}
+    predicted = {p["class"]: p["probability"] for p in report[1]["predictions"]}
+    assert set(predicted) == set(CLASSES) and sum(predicted.values()) == pytest.approx(1, abs=1e-3)
+    assert (tmp_path / "cams" / "lesion.png").is_file()
+
+    # the same image through prepare-split's decoding and evaluate's dataset
+    with ImageWriter(tmp_path / "test.npy", 1, 64) as writer:
+        writer.write(0, load_image(good, 64))
+    dataset = ImageArrayDataset(tmp_path / "test.npy", pd.DataFrame({"row": [0], "label": ["NV"]}), eval_transform())
+    with torch.no_grad():
+        expected = torch.softmax(model(dataset[0][0][None]), dim=1)[0].numpy()
+    assert [predicted[name] for name in CLASSES] == pytest.approx(expected, abs=1e-4)
+
+
+def test_predict_table_output(tmp_path, model_file):
+    path, _ = model_file
+    image = tmp_path / "a.png"
+    Image.fromarray(np.full((50, 50, 3), 90, np.uint8)).save(image)
+    result = run_stage("predict", str(image), "--model", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip()
+    assert line.startswith(str(image)) and len(line.split()) == 1 + 2 * 3

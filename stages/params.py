@@ -157,18 +157,26 @@ class TrainingParams:
 @dataclasses.dataclass(frozen=True)
 class EvaluateParams:
     batch_size: int
+    bootstrap_resamples: int  # for the 95% interval of balanced accuracy
+    calibration_bins: int  # equal-width confidence bins of the ECE and reliability diagram
+    seed: int
 
     def validate(self, key: str) -> None:
         _positive(f"{key}.batch_size", self.batch_size)
+        _positive(f"{key}.bootstrap_resamples", self.bootstrap_resamples)
+        _positive(f"{key}.calibration_bins", self.calibration_bins)
 
 
 @dataclasses.dataclass(frozen=True)
 class GradcamParams:
-    num_samples: int  # test images to explain
+    correct_per_class: int  # test images explained per class, rightly classified
+    wrong_per_class: int  # and wrongly classified
     seed: int
 
     def validate(self, key: str) -> None:
-        _positive(f"{key}.num_samples", self.num_samples)
+        for name in ("correct_per_class", "wrong_per_class"):
+            if getattr(self, name) < 0:
+                _fail(f"{key}.{name}", f"must be >= 0, got {getattr(self, name)}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,8 +69,8 @@ def test_misspelled_key_names_the_nearest_valid_one():
 
 def test_missing_key_and_unknown_section_fail():
     raw = _raw()
-    del raw["gradcam"]["num_samples"]
-    with pytest.raises(ParamsError, match="gradcam.num_samples: missing"):
+    del raw["gradcam"]["wrong_per_class"]
+    with pytest.raises(ParamsError, match="gradcam.wrong_per_class: missing"):
         params_from_dict(raw)
     raw = copy.deepcopy(_raw())
     raw["trainig"] = {}

@@ -11,6 +11,7 @@ import threading
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from conftest import REPO, write_params
@@ -20,7 +21,7 @@ TINY = {
     "prepare": {"image_size": 64, "workers": 2},
     "sampling": {"majority_target": 24, "minority_target": 12, "kmeans_clusters": 3},
     "training": {"epochs": 1, "num_workers": 0},
-    "gradcam": {"num_samples": 4},
+    "gradcam": {"correct_per_class": 1, "wrong_per_class": 1},
 }
 
 
@@ -64,9 +65,13 @@ def repo(tmp_path_factory) -> Path:
 def test_repro_experiments_and_metrics(repo):
     output = _dvc("repro", cwd=repo)
     assert _ran(output) == ["make-sample", "prepare-split", "kmeans-undersample", "augment-oversample", "train", "evaluate", "gradcam"]
-    for path in ["data/prepared/train.npy", "data/prepared/test.csv", "data/undersampled/train.csv", "data/balanced/train.npy", "models/model.pt", "eval/predictions.csv", "dvclive/metrics.json", "plots/kmeans/clusters.png", "plots/augment/grid.png"]:
+    for path in ["data/prepared/train.npy", "data/prepared/test.csv", "data/undersampled/train.csv", "data/balanced/train.npy", "models/model.pt", "eval/predictions.csv", "eval/curves/reliability.csv", "dvclive/metrics.json", "plots/kmeans/clusters.png", "plots/augment/grid.png"]:
         assert (repo / path).is_file(), path
-    assert len(list((repo / "plots" / "gradcam").glob("*.png"))) == 4
+    overlays = {path.name for path in (repo / "plots" / "gradcam").glob("*.png")}
+    predictions = pd.read_csv(repo / "eval" / "predictions.csv")
+    expected = {label for label, group in predictions.groupby("label") if (group["label"] == group["predicted"]).any()}
+    assert {name.split("_")[0] for name in overlays if "_correct_" in name} == expected  # one right per class that has one
+    assert any("_wrong_" in name for name in overlays)
     report = json.loads((repo / "metrics" / "eval.json").read_text())["test"]
     assert 0 <= report["balanced_accuracy"] <= 1 and set(report["per_class"]) == {"MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"}
     balanced = json.loads((repo / "metrics" / "oversample.json").read_text())["after"]
@@ -76,11 +81,11 @@ def test_repro_experiments_and_metrics(repo):
     _run("git", "add", "-A", cwd=repo)
     _run("git", "commit", "-qm", "first run", cwd=repo)
 
-    write_params(repo, {**TINY, "gradcam": {"num_samples": 3}})
+    write_params(repo, {**TINY, "gradcam": {"correct_per_class": 1, "wrong_per_class": 0}})
     status = _dvc("status", cwd=repo)
     assert "gradcam:" in status and "train:" not in status and "evaluate:" not in status
     assert _ran(_dvc("repro", cwd=repo)) == ["gradcam"]
-    assert len(list((repo / "plots" / "gradcam").glob("*.png"))) == 3
+    assert {path.name for path in (repo / "plots" / "gradcam").glob("*.png")} == {name for name in overlays if "_correct_" in name}
     _run("git", "add", "-A", cwd=repo)
     _run("git", "commit", "-qm", "three overlays", cwd=repo)
 
@@ -118,7 +123,7 @@ def isic_server(tmp_path, shared_data):
 @pytest.mark.slow
 def test_import_url_then_repro_on_real_isic_images(tmp_path, isic_server):
     """dvc import-url of the zip and CSVs from a local server, then the whole pipeline on them."""
-    overrides = {**TINY, "data": {"root": "data/isic2019"}, "sampling": {"majority_target": 8, "minority_target": 8, "kmeans_clusters": 2}, "gradcam": {"num_samples": 8}}
+    overrides = {**TINY, "data": {"root": "data/isic2019"}, "sampling": {"majority_target": 8, "minority_target": 8, "kmeans_clusters": 2}, "gradcam": {"correct_per_class": 1, "wrong_per_class": 1}}
     repo = copy_repo(tmp_path / "repo", overrides)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     refused = subprocess.run([sys.executable, "-m", "stages.import_isic", "--base-url", isic_server], cwd=repo, env=env, capture_output=True, text=True)
@@ -132,6 +137,6 @@ def test_import_url_then_repro_on_real_isic_images(tmp_path, isic_server):
     assert sum(counts[name]["total"] for name in ("train", "val", "test")) == 70
     assert json.loads((repo / "metrics" / "oversample.json").read_text())["after"] == dict.fromkeys(["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"], 8)
     overlays = sorted((repo / "plots" / "gradcam").glob("*.png"))
-    assert len(overlays) == 8 and all(name.stem.split("_", 2)[2].startswith("ISIC_00") for name in overlays)
+    assert 1 <= len(overlays) <= 16 and all(path.stem.split("_", 2)[2].startswith("ISIC_00") for path in overlays)
     assert json.loads((repo / "metrics" / "eval.json").read_text())["test"]["images"] == counts["test"]["total"]
     assert _ran(_dvc("repro", cwd=repo)) == []

@@ -4,6 +4,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,8 +12,10 @@ import threading
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from conftest import REPO, write_params
 
@@ -140,3 +143,30 @@ def test_import_url_then_repro_on_real_isic_images(tmp_path, isic_server):
     assert 1 <= len(overlays) <= 16 and all(path.stem.split("_", 2)[2].startswith("ISIC_00") for path in overlays)
     assert json.loads((repo / "metrics" / "eval.json").read_text())["test"]["images"] == counts["test"]["total"]
     assert _ran(_dvc("repro", cwd=repo)) == []
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+def test_plots_page_renders_offline(repo, tmp_path):
+    """dvc plots show writes a page that needs no network, and headless Chromium draws it."""
+    _dvc("repro", cwd=repo)
+    _dvc("plots", "show", "--out", "dvc_plots", cwd=repo)
+    page = (repo / "dvc_plots" / "index.html").read_text()
+    assert not re.search(r"<script[^>]+src=", page), "the page loads a script from elsewhere"
+    assert "vegaEmbed" in page and "vega-lite@5.2.0" in page
+    charts = page.count("vegaEmbed(")
+    assert charts >= 8  # three curves, two confusion matrices, ROC, PR, reliability
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000"]
+    url = (repo / "dvc_plots" / "index.html").as_uri()
+    dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    assert dom.count("<canvas") >= charts  # every chart was drawn (vega-embed renders to canvas)
+    shot = tmp_path / "page.png"
+    subprocess.run([browser, *flags, "--window-size=1200,2400", f"--screenshot={shot}", url], capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 10  # not a blank page

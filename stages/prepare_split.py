@@ -51,8 +51,8 @@ def _decode(image: str) -> tuple[np.ndarray | None, str]:
 
 
 def decode_all(source: ImageSource, images: list[str], decode: Callable[[BinaryIO], np.ndarray], workers: int) -> Iterator[tuple[np.ndarray | None, str]]:
-    """`decode` applied to each of `images`, in order, by `workers` processes (1: this one)."""
-    if workers == 1:
+    """`decode` applied to each of `images`, in order, by `workers` processes (0 or 1: this one)."""
+    if workers <= 1:
         _init_worker(source, decode)
         yield from map(_decode, images)
         return

@@ -10,7 +10,6 @@ the same run, against the naive way (K-Means straight on the flattened 224x224x3
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
 
+from benchmarks import publish
 from stages.kmeans_undersample import undersample
 from stages.params import SamplingParams
 from stages.store import ImageWriter, open_images
@@ -73,10 +73,7 @@ def main() -> None:
         f"naive_pixels_kmeans_s_{args.baseline_images}": round(naive_small, 2),
         "speedup_at_baseline_size": round(naive_small / project_small, 1),
     }
-    print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

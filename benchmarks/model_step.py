@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmarks import publish
 from stages.model import autocast_dtype, build_model, configure_backends, select_device
 from stages.params import CLASSES
 from stages.train import train_step
@@ -59,9 +60,7 @@ def main() -> None:
                 rows.append({"batch": batch, "precision": str(dtype or torch.float32).removeprefix("torch."), "layout": str(layout).removeprefix("torch."), "images_per_s": round(rate, 1)})
                 print(json.dumps(rows[-1]), flush=True)
     report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__, "image_size": args.size, "rows": rows}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import psutil
 import yaml
 from PIL import Image
 
+from benchmarks import publish
 from stages.isic import GROUND_TRUTH_CSV, IMAGE_DIR, METADATA_CSV, ImageSource, load_image, read_labels
 from stages.make_sample import _lesion_recipe, render_image
 from stages.params import CLASSES
@@ -128,10 +129,7 @@ def main() -> None:
             images = list(read_labels(full)["image"])
             link_images(pool, images, full)
             report["full_scale"] = {"images": len(images), **run_stage_with_peak_memory(work, full, args.size)}
-    print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import platform
 import tempfile
@@ -29,6 +28,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from benchmarks import publish
 from stages.dataset import ImageArrayDataset
 from stages.isic import IMAGE_DIR, ImageSource, load_image
 from stages.make_sample import plan_sample, write_sample
@@ -168,10 +168,7 @@ def main() -> None:
         "model_step_images_per_s": round(model_alone, 1),
         "loader_over_model_step": round(loader_alone / model_alone, 2),
     }
-    print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

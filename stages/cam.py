@@ -14,8 +14,10 @@ from torch import nn
 class GradCAM:
     """Grad-CAM on `layer` of `model`; use as a context manager so the hooks are removed.
 
-    The layer's forward hook hands a clone onward: DenseNet applies an in-place ReLU to the
-    output of `features.norm5`, which would otherwise overwrite the activations kept here.
+    The layer's forward hook hands a clone of its output onward and keeps it. DenseNet's
+    forward applies an in-place ReLU to that output (of `features.norm5`), so the kept maps
+    end up as the post-ReLU features the classifier pools; their gradient is taken after the
+    forward pass, i.e. for that last version, as Grad-CAM defines it.
     """
 
     def __init__(self, model: nn.Module, layer: nn.Module):
@@ -31,9 +33,8 @@ class GradCAM:
         self._handle.remove()
 
     def _keep(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        output.retain_grad()
-        self._activations = output
-        return output.clone()
+        self._activations = output.clone()
+        return self._activations
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Maps for class `targets[i]` of image i: (N, H, W) in [0, 1], plus softmax (N, C).
@@ -45,15 +46,18 @@ class GradCAM:
         self.model.zero_grad(set_to_none=True)
         with torch.enable_grad():
             logits = self.model(images.detach().clone())
+            self._activations.retain_grad()  # after any in-place change made by the forward
             if targets is None:
                 targets = logits.argmax(dim=1)
             logits.gather(1, targets.view(-1, 1)).sum().backward()
         activations, gradients = self._activations.detach(), self._activations.grad.detach()
         weights = gradients.mean(dim=(2, 3), keepdim=True)  # (N, K, 1, 1): channel importance
         cams = torch.relu((weights * activations).sum(dim=1, keepdim=True))  # (N, 1, h, w)
+        # scaled to [0, 1] per image at feature-map resolution, then upsampled (as pytorch-grad-cam)
+        low = cams.amin(dim=(1, 2, 3), keepdim=True)
+        cams = (cams - low) / ((cams.amax(dim=(1, 2, 3), keepdim=True) - low) + 1e-7)
         cams = nn.functional.interpolate(cams, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-        peak = cams.flatten(1).max(dim=1).values.clamp_min(1e-12).view(-1, 1, 1)
-        return cams / peak, torch.softmax(logits.detach(), dim=1)
+        return cams, torch.softmax(logits.detach(), dim=1)
 
 
 def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:

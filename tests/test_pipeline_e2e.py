@@ -170,3 +170,15 @@ def test_plots_page_renders_offline(repo, tmp_path):
     subprocess.run([browser, *flags, "--window-size=1200,2400", f"--screenshot={shot}", url], capture_output=True, timeout=120)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 10  # not a blank page
+
+
+@pytest.mark.slow
+def test_exp_run_on_an_absolute_data_root_outside_the_repository(tmp_path, shared_data):
+    """dvc exp run -S data.root=/abs/path reruns from prepare-split on the real images there."""
+    mini = (shared_data / "isic2019-mini").resolve()
+    repo = copy_repo(tmp_path / "repo", {**TINY, "sampling": {"majority_target": 8, "minority_target": 8, "kmeans_clusters": 2}})
+    ran = _ran(_dvc("exp", "run", "-S", f"data.root={mini}", cwd=repo))
+    assert "prepare-split" in ran and "make-sample" in ran  # make-sample is still a stage of the pipeline
+    counts = json.loads((repo / "metrics" / "data.json").read_text())
+    assert sum(counts[name]["total"] for name in ("train", "val", "test")) == 70
+    assert str(mini) in (repo / "dvc.lock").read_text()

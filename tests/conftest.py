@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,46 @@ def run_stage(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess
     """Run `python -m stages.<module> ARGS` in `cwd` (which holds a params.yaml)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "DVC_NO_ANALYTICS": "1"}
     return subprocess.run([sys.executable, "-m", f"stages.{module}", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+# The pipeline driven through the real dvc CLI, on a tiny copy of the repository.
+TINY = {
+    "sample": {"num_images": 120, "min_per_class": 8, "scale": 0.1},
+    "prepare": {"image_size": 64, "workers": 2},
+    "sampling": {"majority_target": 24, "minority_target": 12, "kmeans_clusters": 3},
+    "training": {"epochs": 1, "num_workers": 0},
+    "gradcam": {"correct_per_class": 1, "wrong_per_class": 1},
+}
+
+
+def run_command(*args: str, cwd: Path) -> str:
+    """Run a command (the venv's executables first on PATH); fail the test if it fails."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def run_dvc(*args: str, cwd: Path) -> str:
+    return run_command(sys.executable, "-m", "dvc", *args, cwd=cwd)
+
+
+def stages_run(output: str) -> list[str]:
+    """The stages that `dvc repro` or `dvc exp run` output says it ran, in order."""
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def copy_repo(root: Path, overrides: dict) -> Path:
+    """A git+DVC copy of the project's tracked and untracked-but-not-ignored files."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (REPO / name).is_file() and not name.startswith(("metrics/", "plots/", "dvclive/", "eval/")) and name != "dvc.lock":
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    write_params(root, overrides)
+    run_command("git", "init", "-q", cwd=root)
+    run_command("git", "config", "user.email", "ci@example.invalid", cwd=root)
+    run_command("git", "config", "user.name", "CI", cwd=root)
+    run_command("git", "add", "-A", cwd=root)
+    run_command("git", "commit", "-qm", "tiny pipeline", cwd=root)
+    return root

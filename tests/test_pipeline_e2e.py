@@ -17,46 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import REPO, write_params
-
-TINY = {
-    "sample": {"num_images": 120, "min_per_class": 8, "scale": 0.1},
-    "prepare": {"image_size": 64, "workers": 2},
-    "sampling": {"majority_target": 24, "minority_target": 12, "kmeans_clusters": 3},
-    "training": {"epochs": 1, "num_workers": 0},
-    "gradcam": {"correct_per_class": 1, "wrong_per_class": 1},
-}
-
-
-def _run(*args: str, cwd: Path) -> str:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
-
-
-def _dvc(*args: str, cwd: Path) -> str:
-    return _run(sys.executable, "-m", "dvc", *args, cwd=cwd)
-
-
-def _ran(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
-
-
-def copy_repo(root: Path, overrides: dict) -> Path:
-    """A git+DVC copy of the project's tracked and untracked-but-not-ignored files."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        if (REPO / name).is_file() and not name.startswith(("metrics/", "plots/", "dvclive/", "eval/")) and name != "dvc.lock":
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
-    write_params(root, overrides)
-    _run("git", "init", "-q", cwd=root)
-    _run("git", "config", "user.email", "ci@example.invalid", cwd=root)
-    _run("git", "config", "user.name", "CI", cwd=root)
-    _run("git", "add", "-A", cwd=root)
-    _run("git", "commit", "-qm", "tiny pipeline", cwd=root)
-    return root
+from conftest import TINY, copy_repo, run_command, run_dvc, stages_run
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +27,8 @@ def repo(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_repro_experiments_and_metrics(repo):
-    output = _dvc("repro", cwd=repo)
-    assert _ran(output) == ["make-sample", "prepare-split", "kmeans-undersample", "augment-oversample", "train", "evaluate", "gradcam"]
+    output = run_dvc("repro", cwd=repo)
+    assert stages_run(output) == ["make-sample", "prepare-split", "kmeans-undersample", "augment-oversample", "train", "evaluate", "gradcam"]
     for path in ["data/prepared/train.npy", "data/prepared/test.csv", "data/undersampled/train.csv", "data/balanced/train.npy", "models/model.pt", "eval/predictions.csv", "eval/curves/reliability.csv", "dvclive/metrics.json", "plots/kmeans/clusters.png", "plots/augment/grid.png"]:
         assert (repo / path).is_file(), path
     overlays = {path.name for path in (repo / "plots" / "gradcam").glob("*.png")}
@@ -80,25 +41,25 @@ def test_repro_experiments_and_metrics(repo):
     balanced = json.loads((repo / "metrics" / "oversample.json").read_text())["after"]
     assert balanced == {"MEL": 24, "NV": 24, "BCC": 12, "AK": 12, "BKL": 12, "DF": 12, "VASC": 12, "SCC": 12}
 
-    assert _ran(_dvc("repro", cwd=repo)) == []  # nothing changed, nothing runs
-    _run("git", "add", "-A", cwd=repo)
-    _run("git", "commit", "-qm", "first run", cwd=repo)
+    assert stages_run(run_dvc("repro", cwd=repo)) == []  # nothing changed, nothing runs
+    run_command("git", "add", "-A", cwd=repo)
+    run_command("git", "commit", "-qm", "first run", cwd=repo)
 
     write_params(repo, {**TINY, "gradcam": {"correct_per_class": 1, "wrong_per_class": 0}})
-    status = _dvc("status", cwd=repo)
+    status = run_dvc("status", cwd=repo)
     assert "gradcam:" in status and "train:" not in status and "evaluate:" not in status
-    assert _ran(_dvc("repro", cwd=repo)) == ["gradcam"]
+    assert stages_run(run_dvc("repro", cwd=repo)) == ["gradcam"]
     assert {path.name for path in (repo / "plots" / "gradcam").glob("*.png")} == {name for name in overlays if "_correct_" in name}
-    _run("git", "add", "-A", cwd=repo)
-    _run("git", "commit", "-qm", "three overlays", cwd=repo)
+    run_command("git", "add", "-A", cwd=repo)
+    run_command("git", "commit", "-qm", "three overlays", cwd=repo)
 
-    output = _dvc("exp", "run", "-S", "training.epochs=2", cwd=repo)
-    ran = _ran(output)  # evaluate and gradcam rerun only if the best checkpoint changed
+    output = run_dvc("exp", "run", "-S", "training.epochs=2", cwd=repo)
+    ran = stages_run(output)  # evaluate and gradcam rerun only if the best checkpoint changed
     assert ran[0] == "train" and set(ran) <= {"train", "evaluate", "gradcam"}
     assert json.loads((repo / "dvclive" / "metrics.json").read_text())["step"] == 1  # two epochs: steps 0 and 1
-    shown = _dvc("exp", "show", "--md", cwd=repo)
+    shown = run_dvc("exp", "show", "--md", cwd=repo)
     assert "training.epochs" in shown and "| 2 " in shown
-    diff = _dvc("metrics", "diff", "--all", cwd=repo)
+    diff = run_dvc("metrics", "diff", "--all", cwd=repo)
     assert "test.balanced_accuracy" in diff
 
 
@@ -135,14 +96,14 @@ def test_import_url_then_repro_on_real_isic_images(tmp_path, isic_server):
         assert (repo / "data" / "isic2019" / f"{name}.dvc").is_file(), name
     assert "frozen: true" in (repo / "data" / "isic2019" / "ISIC_2019_Training_Input.zip.dvc").read_text()
 
-    assert "prepare-split" in _ran(_dvc("repro", cwd=repo))
+    assert "prepare-split" in stages_run(run_dvc("repro", cwd=repo))
     counts = json.loads((repo / "metrics" / "data.json").read_text())
     assert sum(counts[name]["total"] for name in ("train", "val", "test")) == 70
     assert json.loads((repo / "metrics" / "oversample.json").read_text())["after"] == dict.fromkeys(["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"], 8)
     overlays = sorted((repo / "plots" / "gradcam").glob("*.png"))
     assert 1 <= len(overlays) <= 16 and all(path.stem.split("_", 2)[2].startswith("ISIC_00") for path in overlays)
     assert json.loads((repo / "metrics" / "eval.json").read_text())["test"]["images"] == counts["test"]["total"]
-    assert _ran(_dvc("repro", cwd=repo)) == []
+    assert stages_run(run_dvc("repro", cwd=repo)) == []
 
 
 def _chromium() -> str | None:
@@ -152,8 +113,8 @@ def _chromium() -> str | None:
 @pytest.mark.slow
 def test_plots_page_renders_offline(repo, tmp_path):
     """dvc plots show writes a page that needs no network, and headless Chromium draws it."""
-    _dvc("repro", cwd=repo)
-    _dvc("plots", "show", "--out", "dvc_plots", cwd=repo)
+    run_dvc("repro", cwd=repo)
+    run_dvc("plots", "show", "--out", "dvc_plots", cwd=repo)
     page = (repo / "dvc_plots" / "index.html").read_text()
     assert not re.search(r"<script[^>]+src=", page), "the page loads a script from elsewhere"
     assert "vegaEmbed" in page and "vega-lite@5.2.0" in page
@@ -177,7 +138,7 @@ def test_exp_run_on_an_absolute_data_root_outside_the_repository(tmp_path, share
     """dvc exp run -S data.root=/abs/path reruns from prepare-split on the real images there."""
     mini = (shared_data / "isic2019-mini").resolve()
     repo = copy_repo(tmp_path / "repo", {**TINY, "sampling": {"majority_target": 8, "minority_target": 8, "kmeans_clusters": 2}})
-    ran = _ran(_dvc("exp", "run", "-S", f"data.root={mini}", cwd=repo))
+    ran = stages_run(run_dvc("exp", "run", "-S", f"data.root={mini}", cwd=repo))
     assert "prepare-split" in ran and "make-sample" in ran  # make-sample is still a stage of the pipeline
     counts = json.loads((repo / "metrics" / "data.json").read_text())
     assert sum(counts[name]["total"] for name in ("train", "val", "test")) == 70

@@ -1,7 +1,9 @@
 """The whole pipeline through the real dvc CLI, on a tiny copy of the repository."""
 
+import csv
 import functools
 import http.server
+import io
 import json
 import os
 import re
@@ -9,15 +11,17 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
-from conftest import TINY, copy_repo, run_command, run_dvc, stages_run
+from conftest import TINY, copy_repo, run_command, run_dvc, stages_run, write_params
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +147,37 @@ def test_exp_run_on_an_absolute_data_root_outside_the_repository(tmp_path, share
     counts = json.loads((repo / "metrics" / "data.json").read_text())
     assert sum(counts[name]["total"] for name in ("train", "val", "test")) == 70
     assert str(mini) in (repo / "dvc.lock").read_text()
+
+
+@pytest.mark.slow
+def test_same_inputs_give_byte_identical_outputs(repo):
+    """On CPU, rerunning every stage with the same params and seeds changes no output byte:
+    every hash in dvc.lock (arrays, manifests, the model) and the metrics stay the same."""
+    run_dvc("repro", cwd=repo)
+    lock, metrics = (repo / "dvc.lock").read_text(), (repo / "metrics" / "eval.json").read_text()
+    assert len(stages_run(run_dvc("repro", "--force", cwd=repo))) == 7
+    assert (repo / "dvc.lock").read_text() == lock
+    assert (repo / "metrics" / "eval.json").read_text() == metrics
+
+
+@pytest.mark.slow
+def test_queued_experiments_compare_and_apply(repo):
+    run_dvc("repro", cwd=repo)
+    run_command("git", "add", "-A", cwd=repo)
+    run_command("git", "commit", "-qm", "baseline for the queue", "--allow-empty", cwd=repo)
+    run_dvc("exp", "run", "--queue", "-S", "model.name=densenet121,resnet50", cwd=repo)
+    run_dvc("queue", "start", cwd=repo)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = run_dvc("queue", "status", cwd=repo)
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        time.sleep(3)
+    assert "Failed" not in status, status
+    table = list(csv.DictReader(io.StringIO(run_dvc("exp", "show", "--csv", cwd=repo))))
+    runs = {row["model.name"]: row for row in table if row.get("Experiment")}
+    assert {"densenet121", "resnet50"} <= set(runs)
+    assert all(runs[name]["test.balanced_accuracy"] not in ("", "-") for name in ("densenet121", "resnet50"))
+    run_dvc("exp", "apply", runs["resnet50"]["Experiment"], cwd=repo)
+    assert yaml.safe_load((repo / "params.yaml").read_text())["model"]["name"] == "resnet50"
+    assert json.loads((repo / "metrics" / "eval.json").read_text())["test"]["balanced_accuracy"] == pytest.approx(float(runs["resnet50"]["test.balanced_accuracy"]))

@@ -36,13 +36,13 @@ from stages.prepare_split import decode_all
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_jpegs(folder: Path, count: int, seed: int = 0) -> list[Path]:
-    """`count` distinct 1024x1024 dermoscopy-like JPEGs."""
+def make_jpegs(folder: Path, count: int, side: int = 1024, seed: int = 0) -> list[Path]:
+    """`count` distinct side x side dermoscopy-like JPEGs."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
-        recipe = {**_lesion_recipe(CLASSES[i % len(CLASSES)], rng), "size": (1024, 1024)}
+        recipe = {**_lesion_recipe(CLASSES[i % len(CLASSES)], rng), "size": (side, side)}
         path = folder / f"pool_{i:03d}.jpg"
         render_image(recipe, 1.0, rng).save(path, quality=90)
         paths.append(path)

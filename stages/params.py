@@ -20,6 +20,8 @@ CLASSES: tuple[str, ...] = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"
 MODEL_NAMES: tuple[str, ...] = ("densenet121", "resnet50", "efficientnet_b0")
 DEVICES: tuple[str, ...] = ("auto", "cuda", "mps", "cpu")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+LOSSES: tuple[str, ...] = ("cross_entropy", "weighted_cross_entropy", "focal")
 
 
 class ParamsError(ValueError):
@@ -140,10 +142,29 @@ class TrainingParams:
     precision: str  # fp32 (TF32 tensor cores on CUDA), or bf16/fp16 autocast on CUDA
     num_workers: int
     seed: int
+    lr_schedule: str  # constant (published), or cosine decay after a linear warmup
+    warmup_epochs: int
+    weight_decay: float  # Adam's L2 penalty
+    loss: str  # cross_entropy (published), weighted_cross_entropy (inverse class frequency), focal
+    focal_gamma: float
+    label_smoothing: float
+    early_stopping_patience: int  # epochs without a better val balanced accuracy; 0: never stop
+    grad_clip_norm: float  # 0: no clipping
 
     def validate(self, key: str) -> None:
         _positive(f"{key}.batch_size", self.batch_size)
         _positive(f"{key}.epochs", self.epochs)
+        if self.lr_schedule not in SCHEDULES:
+            _fail(f"{key}.lr_schedule", f"unknown schedule {self.lr_schedule!r}; choose one of {list(SCHEDULES)}")
+        if self.loss not in LOSSES:
+            _fail(f"{key}.loss", f"unknown loss {self.loss!r}; choose one of {list(LOSSES)}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            _fail(f"{key}.warmup_epochs", f"must be within [0, epochs), got {self.warmup_epochs}")
+        if not 0 <= self.label_smoothing < 1:
+            _fail(f"{key}.label_smoothing", f"must be within [0, 1), got {self.label_smoothing}")
+        for name in ("weight_decay", "focal_gamma", "grad_clip_norm", "early_stopping_patience"):
+            if getattr(self, name) < 0:
+                _fail(f"{key}.{name}", f"must be >= 0, got {getattr(self, name)}")
         if not 0 < self.learning_rate < 1:
             _fail(f"{key}.learning_rate", f"must be within (0, 1), got {self.learning_rate}")
         if self.device not in DEVICES:

@@ -23,7 +23,9 @@ from tqdm import tqdm
 from stages.dataset import ImageArrayDataset
 from stages.metrics import balanced_accuracy
 from stages.model import autocast_dtype, build_model, configure_backends, memory_format, predict, save_checkpoint, select_device
-from stages.params import CLASSES, Params, load_params
+from stages.optim import make_criterion, make_optimizer
+from stages.params import CLASSES, Params, TrainingParams, load_params
+from stages.resume import fingerprint, load_state, save_state
 from stages.store import read_manifest
 from stages.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 
@@ -38,21 +40,23 @@ def seed_everything(seed: int) -> None:
 
 
 def make_loader(dataset: ImageArrayDataset, *, batch_size: int, shuffle: bool, workers: int, device: torch.device, seed: int) -> DataLoader:
+    # Workers are started anew each epoch, seeded from the generator, which fit() reseeds per
+    # epoch: epoch k draws the same order and augmentations whether or not the run resumed.
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=workers,
         pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
-        generator=torch.Generator().manual_seed(seed),  # also seeds each worker's torch RNG
+        generator=torch.Generator().manual_seed(seed),
     )
 
 
-def train_step(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, images: torch.Tensor, labels: torch.Tensor, *, device: torch.device, dtype: torch.dtype | None, memory_format: torch.memory_format) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, images: torch.Tensor, labels: torch.Tensor, *, device: torch.device, dtype: torch.dtype | None, memory_format: torch.memory_format, clip_norm: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on a batch; returns (loss, logits), both still on `device`.
 
-    dtype: autocast dtype (None for full precision); memory_format: layout of the batch.
+    dtype: autocast dtype (None for full precision); memory_format: layout of the batch;
+    clip_norm: clip the gradients' global norm to this (0: no clipping).
     """
     images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
     labels = labels.to(device, non_blocking=True)
@@ -61,19 +65,22 @@ def train_step(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Op
         loss = criterion(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    if clip_norm > 0:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+        nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
     scaler.step(optimizer)
     scaler.update()
     return loss.detach(), logits.detach()
 
 
-def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, device: torch.device, epoch: int, precision: str) -> dict[str, float]:
+def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, device: torch.device, epoch: int, settings: TrainingParams) -> dict[str, float]:
     """One pass over `loader`; returns mean loss, accuracy and balanced accuracy."""
     model.train()
-    dtype = autocast_dtype(device, precision)
+    dtype = autocast_dtype(device, settings.precision)
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)  # bf16 and fp32 need no scaling
     loss_sum, predictions, targets = 0.0, [], []
     for step, (images, labels) in enumerate(tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False)):
-        loss, logits = train_step(model, criterion, optimizer, scaler, images, labels, device=device, dtype=dtype, memory_format=memory_format(device))
+        loss, logits = train_step(model, criterion, optimizer, scaler, images, labels, device=device, dtype=dtype, memory_format=memory_format(device), clip_norm=settings.grad_clip_norm)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}: lower training.learning_rate")
         loss_sum += loss.item() * len(labels)
@@ -97,10 +104,12 @@ def validate(model: nn.Module, loader: DataLoader, device: torch.device) -> dict
     }
 
 
-def fit(params: Params, balanced_dir: Path, prepared_dir: Path, model_path: Path, live) -> dict:
+def fit(params: Params, balanced_dir: Path, prepared_dir: Path, model_path: Path, live, state_path: Path | None = None, state: dict | None = None) -> dict:
     """Train for `training.epochs`, keep the best epoch on val; returns the best epoch's record.
 
-    `live` is a dvclive.Live (or anything with its log_metric, summary and next_step).
+    `live` is a dvclive.Live (or anything with its log_metric, summary, step and next_step).
+    With `state_path`, the training state is saved there after every epoch; `state`, one
+    read back by load_state(), resumes that run after its last completed epoch.
     """
     settings = params.training
     seed_everything(settings.seed)
@@ -115,13 +124,25 @@ def fit(params: Params, balanced_dir: Path, prepared_dir: Path, model_path: Path
 
     model = build_model(params.model.name, params.model.num_classes, params.model.weights)
     model = model.to(device, memory_format=memory_format(device))
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    criterion = nn.CrossEntropyLoss()
+    optimizer, scheduler = make_optimizer(model, settings)
+    criterion = make_criterion(settings, train_set.targets, len(CLASSES)).to(device)
     log.info("training %s on %s: %d train, %d val images", params.model.name, device, len(train_set), len(val_set))
 
-    best = {"epoch": -1, "val_balanced_accuracy": -1.0}
-    for epoch in range(settings.epochs):
-        train_metrics = train_one_epoch(model, criterion, optimizer, train_loader, device, epoch, settings.precision)
+    run = fingerprint(params, [balanced_dir / "train.csv", prepared_dir / "val.csv"])
+    best, start = {"epoch": -1, "val_balanced_accuracy": -1.0}, 0
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        best, start = state["best"], state["epoch"] + 1
+        live.step = start
+        log.info("resuming from epoch %d (best so far: epoch %d)", start, best["epoch"])
+    for epoch in range(start, settings.epochs):
+        torch.manual_seed(settings.seed + epoch)  # augmentation in this process
+        train_loader.generator.manual_seed(settings.seed + epoch)  # order and worker seeds
+        train_metrics = train_one_epoch(model, criterion, optimizer, train_loader, device, epoch, settings)
+        train_metrics["learning_rate"] = scheduler.get_last_lr()[0]
+        scheduler.step()
         val_metrics = validate(model, val_loader, device)
         for split, values in (("train", train_metrics), ("val", val_metrics)):
             for name, value in values.items():
@@ -134,8 +155,15 @@ def fit(params: Params, balanced_dir: Path, prepared_dir: Path, model_path: Path
                 crop_border=params.prepare.crop_border, color_constancy=params.prepare.color_constancy,
                 mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), **best,
             )
+        stop = bool(settings.early_stopping_patience) and epoch - best["epoch"] >= settings.early_stopping_patience
+        if state_path:
+            done = stop or epoch == settings.epochs - 1
+            save_state(state_path, fingerprint=run, epoch=epoch, best=best, complete=done, model=model, optimizer=optimizer, scheduler=scheduler)
         live.summary["best"] = best
         live.next_step()
+        if stop:
+            log.info("early stop after epoch %d: no better val balanced accuracy for %d epochs", epoch, settings.early_stopping_patience)
+            break
     return best
 
 
@@ -149,14 +177,17 @@ def main() -> None:
     parser.add_argument("--prepared", type=Path, required=True, help="prepare-split output folder (val is read)")
     parser.add_argument("--model", type=Path, required=True, help="where to write the best checkpoint")
     parser.add_argument("--live", type=Path, required=True, help="DVCLive folder for per-epoch metrics")
+    parser.add_argument("--state", type=Path, required=True, help="training state saved after each epoch, for resuming")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params()
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     from dvclive import Live  # imported here: fit() itself needs only torch
 
-    with Live(str(args.live), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        best = fit(params, args.balanced, args.prepared, args.model, live)
+    # DVCLive keeps the killed run's curves only if the run will really be resumed
+    state = load_state(args.state, fingerprint(params, [args.balanced / "train.csv", args.prepared / "val.csv"]))
+    with Live(str(args.live), dvcyaml=False, save_dvc_exp=False, report=None, resume=state is not None) as live:
+        best = fit(params, args.balanced, args.prepared, args.model, live, state_path=args.state, state=state)
     log.info("best epoch %d: val balanced accuracy %.4f", best["epoch"], best["val_balanced_accuracy"])
 
 

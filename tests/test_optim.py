@@ -1,0 +1,45 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from stages.optim import FocalLoss, class_weights, learning_rate_factor, make_criterion, make_optimizer
+from stages.params import load_params
+
+from conftest import REPO
+
+SETTINGS = load_params(REPO / "params.yaml").training
+
+
+def test_the_defaults_are_the_published_recipe():
+    criterion = make_criterion(SETTINGS, np.array([0, 1, 1]), 8)
+    assert type(criterion) is nn.CrossEntropyLoss and criterion.weight is None and criterion.label_smoothing == 0
+    optimizer, scheduler = make_optimizer(nn.Linear(2, 2), SETTINGS)
+    assert type(optimizer) is torch.optim.Adam and optimizer.param_groups[0]["lr"] == 1e-4
+    assert optimizer.param_groups[0]["weight_decay"] == 0
+    assert all(learning_rate_factor(epoch, SETTINGS) == 1 for epoch in range(SETTINGS.epochs))
+
+
+def test_focal_loss_with_gamma_zero_is_cross_entropy_and_down_weights_easy_images():
+    torch.manual_seed(0)
+    logits, targets = torch.randn(16, 8), torch.randint(0, 8, (16,))
+    assert torch.allclose(FocalLoss(0.0)(logits, targets), nn.functional.cross_entropy(logits, targets))
+    easy = torch.zeros(1, 8)
+    easy[0, 3] = 6.0
+    assert FocalLoss(2.0)(easy, torch.tensor([3])) < 1e-3 * nn.functional.cross_entropy(easy, torch.tensor([3]))
+
+
+def test_class_weights_are_inverse_frequency():
+    weights = class_weights(np.array([0, 0, 0, 1]), 3)
+    assert weights.tolist() == pytest.approx([4 / 9, 4 / 3, 0.0])
+    assert class_weights(np.array([0, 1, 2]), 3).tolist() == pytest.approx([1, 1, 1])
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    settings = dataclasses.replace(SETTINGS, lr_schedule="cosine", warmup_epochs=2, epochs=10)
+    factors = [learning_rate_factor(epoch, settings) for epoch in range(10)]
+    assert factors[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert all(a > b for a, b in zip(factors[2:], factors[3:]))
+    assert factors[-1] > 0

@@ -1,0 +1,50 @@
+"""A training run killed with SIGKILL resumes on the next dvc repro, with continuous curves."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, copy_repo, run_dvc, stages_run
+
+
+def _saved_epoch(path: Path) -> int:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["epoch"]
+    except (FileNotFoundError, RuntimeError, EOFError):
+        return -1
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_its_last_epoch(tmp_path):
+    repo = copy_repo(tmp_path / "repo", {**TINY, "training": {"epochs": 4, "num_workers": 0}})
+    run_dvc("repro", "augment-oversample", cwd=repo)
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = repo / "models" / "state" / "train.pt"
+    deadline = time.monotonic() + 300
+    while _saved_epoch(state) < 0 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # dvc and the training process with it
+    process.wait()
+    killed_after = _saved_epoch(state)
+    assert 0 <= killed_after < 3, "the run was not caught mid-way"
+    assert not (repo / "metrics" / "eval.json").exists()
+
+    output = run_dvc("repro", cwd=repo)
+    assert f"resuming from epoch {killed_after + 1}" in output
+    assert stages_run(output) == ["train", "evaluate", "gradcam"]
+    for curve in ("train/loss", "val/balanced_accuracy"):
+        with open(repo / "dvclive" / "plots" / "metrics" / f"{curve}.tsv") as file:
+            steps = [int(row["step"]) for row in csv.DictReader(file, delimiter="\t")]
+        assert steps == [0, 1, 2, 3], curve  # continuous: nothing lost, nothing twice
+    assert json.loads((repo / "dvclive" / "metrics.json").read_text())["step"] == 3
+    assert torch.load(state, map_location="cpu", weights_only=True)["complete"] is True
+    assert "Data and pipelines are up to date" in run_dvc("status", cwd=repo)

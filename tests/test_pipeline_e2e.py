@@ -124,6 +124,13 @@ def test_plots_page_renders_offline(repo, tmp_path):
     assert "vegaEmbed" in page and "vega-lite@5.2.0" in page
     charts = page.count("vegaEmbed(")
     assert charts >= 8  # three curves, two confusion matrices, ROC, PR, reliability
+    # two revisions side by side: the committed results against an experiment in the workspace
+    run_command("git", "add", "-A", cwd=repo)
+    run_command("git", "commit", "-qm", "plots base", "--allow-empty", cwd=repo)
+    run_dvc("exp", "run", "-S", "evaluate.calibration_bins=5", cwd=repo)
+    run_dvc("plots", "diff", "HEAD", "--out", "diff_plots", cwd=repo)
+    diff_page = (repo / "diff_plots" / "index.html").read_text()
+    assert '"HEAD"' in diff_page and '"workspace"' in diff_page and not re.search(r"<script[^>]+src=", diff_page)
     browser = _chromium()
     if browser is None:
         pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")

@@ -25,17 +25,17 @@ from stages.train import fit
 
 
 class RecordingLive:
-    """What fit() needs of dvclive.Live: log_metric, summary and next_step."""
+    """What fit() needs of dvclive.Live (log_metric, summary, step, next_step), in memory."""
 
     def __init__(self):
-        self.summary, self.history, self._step = {}, [], {}
+        self.summary, self.history, self.step, self._values = {}, [], 0, {}
 
     def log_metric(self, name: str, value: float) -> None:
-        self._step[name] = round(float(value), 4)
+        self._values[name] = float(value)
 
     def next_step(self) -> None:
-        self.history.append(self._step)
-        self._step = {}
+        self.history.append(self._values)
+        self._values, self.step = {}, self.step + 1
 
 
 def main() -> None:
@@ -73,7 +73,7 @@ def main() -> None:
         "wall_s": round(seconds, 1),
         "train_images_per_s_incl_val_and_startup": round(args.images * args.epochs / seconds, 1),
         "best": best,
-        "history": live.history,
+        "history": [{name: round(value, 4) for name, value in step.items()} for step in live.history],
     }
     publish(report, args.out)
 

@@ -24,7 +24,9 @@ def _saved_epoch(path: Path) -> int:
 
 @pytest.mark.slow
 def test_killed_training_resumes_from_its_last_epoch(tmp_path):
-    repo = copy_repo(tmp_path / "repo", {**TINY, "training": {"epochs": 4, "num_workers": 0}})
+    # a learning rate too small to improve anything: the best epoch stays 0, so the resumed run
+    # must keep the model saved before the kill
+    repo = copy_repo(tmp_path / "repo", {**TINY, "training": {"epochs": 4, "num_workers": 0, "learning_rate": 1e-12}})
     run_dvc("repro", "augment-oversample", cwd=repo)
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -47,4 +49,5 @@ def test_killed_training_resumes_from_its_last_epoch(tmp_path):
         assert steps == [0, 1, 2, 3], curve  # continuous: nothing lost, nothing twice
     assert json.loads((repo / "dvclive" / "metrics.json").read_text())["step"] == 3
     assert torch.load(state, map_location="cpu", weights_only=True)["complete"] is True
+    assert torch.load(repo / "models" / "model.pt", map_location="cpu", weights_only=True)["epoch"] == 0
     assert "Data and pipelines are up to date" in run_dvc("status", cwd=repo)

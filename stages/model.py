@@ -171,16 +171,17 @@ def memory_format(device: torch.device) -> torch.memory_format:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray, float]:
-    """Class probabilities (N, C), true class indices (N,) and mean cross-entropy over `loader`."""
+def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray, float]:
+    """Class probabilities (N, C), true class indices (N,) and mean cross-entropy over `loader`.
+
+    Always in full precision: validation and test scores do not depend on training.precision.
+    """
     model.eval()
-    dtype = autocast_dtype(device, precision)
     probabilities, targets, loss_sum = [], [], 0.0
     for images, labels in loader:
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
         labels = labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits = model(images).float()
+        logits = model(images).float()
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
         probabilities.append(torch.softmax(logits, dim=1).cpu())
         targets.append(labels.cpu())

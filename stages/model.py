@@ -187,3 +187,13 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple
         targets.append(labels.cpu())
     y_true = torch.cat(targets).numpy()
     return torch.cat(probabilities).numpy(), y_true, loss_sum / max(1, len(y_true))
+
+
+def compile_model(model: nn.Module, mode: str) -> nn.Module:
+    """`model` wrapped by torch.compile in `mode` ("reduce-overhead" adds CUDA graphs); unchanged for "none".
+
+    The wrapper shares the parameters of `model`, which is what is saved.
+    """
+    if mode == "none":
+        return model
+    return torch.compile(model, mode=mode)

@@ -21,6 +21,8 @@ DEVICES: tuple[str, ...] = ("auto", "cuda", "mps", "cpu")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 LOSSES: tuple[str, ...] = ("cross_entropy", "weighted_cross_entropy", "focal")
+COMPILE_MODES: tuple[str, ...] = ("none", "default", "reduce-overhead", "max-autotune")
+BACKENDS: tuple[str, ...] = ("auto", "nccl", "gloo")
 
 
 class ParamsError(ValueError):
@@ -149,6 +151,10 @@ class TrainingParams:
     label_smoothing: float
     early_stopping_patience: int  # epochs without a better val balanced accuracy; 0: never stop
     grad_clip_norm: float  # 0: no clipping
+    compile: str  # torch.compile mode for the training step, or none
+    processes: int  # training processes (DistributedDataParallel, one per GPU) when > 1
+    backend: str  # torch.distributed backend: auto (nccl on CUDA, else gloo), nccl, gloo
+    timeout_s: int  # how long processes wait for each other before failing
 
     def validate(self, key: str) -> None:
         _positive(f"{key}.batch_size", self.batch_size)
@@ -172,6 +178,14 @@ class TrainingParams:
             _fail(f"{key}.precision", f"unknown precision {self.precision!r}; choose one of {list(PRECISIONS)}")
         if self.num_workers < 0:
             _fail(f"{key}.num_workers", f"must be >= 0, got {self.num_workers}")
+        if self.compile not in COMPILE_MODES:
+            _fail(f"{key}.compile", f"unknown mode {self.compile!r}; choose one of {list(COMPILE_MODES)}")
+        if self.backend not in BACKENDS:
+            _fail(f"{key}.backend", f"unknown backend {self.backend!r}; choose one of {list(BACKENDS)}")
+        _positive(f"{key}.processes", self.processes)
+        _positive(f"{key}.timeout_s", self.timeout_s)
+        if self.batch_size % self.processes:
+            _fail(f"{key}.batch_size", f"{self.batch_size} does not split evenly over {self.processes} processes (it is the batch of all processes together)")
 
 
 @dataclasses.dataclass(frozen=True)

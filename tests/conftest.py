@@ -46,10 +46,10 @@ def write_params(folder: Path, overrides: dict[str, dict]) -> Path:
     return path
 
 
-def run_stage(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run `python -m stages.<module> ARGS` in `cwd` (which holds a params.yaml)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "DVC_NO_ANALYTICS": "1"}
-    return subprocess.run([sys.executable, "-m", f"stages.{module}", *args], cwd=cwd, env=env, capture_output=True, text=True)
+def run_stage(module: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m stages.<module> ARGS` in `cwd` (which holds a params.yaml), with extra `env`."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DVC_NO_ANALYTICS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", f"stages.{module}", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 # The pipeline driven through the real dvc CLI, on a tiny copy of the repository.

@@ -1,5 +1,7 @@
 import dataclasses
 import math
+import os
+import signal
 
 import numpy as np
 import pandas as pd
@@ -11,7 +13,9 @@ from stages.model import load_checkpoint
 from stages.params import CLASSES, load_params
 from stages.resume import fingerprint, load_state, save_state
 from stages.store import ImageWriter, write_manifest
-from stages.train import fit
+from stages import train
+from stages.dataset import ImageArrayDataset
+from stages.train import TrainingError, fit
 
 from conftest import REPO
 
@@ -32,7 +36,7 @@ def _params(**training):
     return dataclasses.replace(
         params,
         prepare=dataclasses.replace(params.prepare, image_size=32),
-        training=dataclasses.replace(params.training, num_workers=0, batch_size=8, **training),
+        training=dataclasses.replace(params.training, **{"num_workers": 0, "batch_size": 8, **training}),
     )
 
 
@@ -93,3 +97,84 @@ def test_fingerprint_follows_settings_and_data(tmp_path):
     assert fingerprint(_params(epochs=4), [manifest]) != first
     manifest.write_text("image,label\nISIC_0000001,MEL\n")
     assert fingerprint(params, [manifest]) != first
+
+
+def _fail_in_second_epoch(monkeypatch, error: Exception) -> None:
+    """Make the first training step of epoch 1 raise `error`."""
+    original = train.train_step
+    calls = {"count": 0}
+
+    def step(*args, **kwargs):
+        calls["count"] += 1
+        if calls["count"] == 3:  # 16 images in batches of 8: the first step of epoch 1
+            raise error
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_step", step)
+
+
+def test_out_of_memory_says_which_params_to_lower_and_that_the_run_resumes(tmp_path, monkeypatch):
+    _tiny_sets(tmp_path)
+    params = _params(epochs=3)
+    _fail_in_second_epoch(monkeypatch, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    with pytest.raises(TrainingError) as caught:
+        fit(params, tmp_path, tmp_path, tmp_path / "model.pt", RecordingLive(), state_path=tmp_path / "state.pt")
+    message = str(caught.value)
+    assert "out of memory in epoch 1 with training.batch_size 8 (8 per process), prepare.image_size 32" in message
+    assert "lower training.batch_size or prepare.image_size, or use training.precision bf16" in message
+    assert "dvc repro with the same params resumes from epoch 1" in message
+    run = fingerprint(params, [tmp_path / "train.csv", tmp_path / "val.csv"])
+    assert load_state(tmp_path / "state.pt", run)["epoch"] == 0  # what the message promises is there
+
+
+def test_other_errors_pass_through_unchanged(tmp_path, monkeypatch):
+    _tiny_sets(tmp_path)
+    _fail_in_second_epoch(monkeypatch, RuntimeError("something else"))
+    with pytest.raises(RuntimeError, match="^something else$"):
+        fit(_params(epochs=2), tmp_path, tmp_path, tmp_path / "model.pt", RecordingLive())
+
+
+def test_a_dying_loader_worker_says_what_to_change(tmp_path, monkeypatch):
+    _tiny_sets(tmp_path)
+    armed = {"kill": False}  # set after epoch 0; the forked workers of epoch 1 see it
+    original_validate, original_item = train.validate, ImageArrayDataset.__getitem__
+
+    def validate_then_arm(*args, **kwargs):
+        result = original_validate(*args, **kwargs)
+        armed["kill"] = True
+        return result
+
+    def item(self, index):
+        if armed["kill"] and torch.utils.data.get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original_item(self, index)
+
+    monkeypatch.setattr(train, "validate", validate_then_arm)
+    monkeypatch.setattr(ImageArrayDataset, "__getitem__", item)
+    with pytest.raises(TrainingError) as caught:
+        fit(_params(epochs=3, num_workers=1), tmp_path, tmp_path, tmp_path / "model.pt", RecordingLive(), state_path=tmp_path / "state.pt")
+    message = str(caught.value)
+    assert message.startswith("a data loader worker died in epoch 1 (DataLoader worker (pid")
+    assert "lower training.num_workers (1) or training.batch_size (8)" in message
+    assert "resumes from epoch 1" in message
+
+
+def _small_net(name: str, num_classes: int, weights: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, num_classes))
+
+
+def test_compiled_training_matches_eager_and_saves_the_plain_modules_weights(tmp_path, monkeypatch):
+    _tiny_sets(tmp_path)
+    monkeypatch.setattr(train, "build_model", _small_net)  # compiling DenseNet121 takes minutes on a CPU
+    runs = {}
+    for mode in ("none", "default"):
+        live = RecordingLive()
+        fit(_params(epochs=2, compile=mode), tmp_path, tmp_path, tmp_path / f"{mode}.pt", live, state_path=tmp_path / f"{mode}-state.pt")
+        runs[mode] = live.history
+        saved = torch.load(tmp_path / f"{mode}.pt", weights_only=True)["state_dict"]
+        state = torch.load(tmp_path / f"{mode}-state.pt", weights_only=True)["model"]
+        assert set(saved) == set(state) == set(_small_net("", 8, "").state_dict())  # no "_orig_mod." keys
+    for eager, compiled in zip(runs["none"], runs["default"]):
+        assert compiled["train/loss"] == pytest.approx(eager["train/loss"], rel=1e-4)
+        assert compiled["val/loss"] == pytest.approx(eager["val/loss"], rel=1e-4)

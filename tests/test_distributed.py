@@ -1,0 +1,124 @@
+"""Training as several processes (DistributedDataParallel on gloo, CPU) and its failure modes."""
+
+import csv
+import json
+import os
+import socket
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Subset, TensorDataset
+
+from stages.distributed import DistributedError, World, check_world, launched_world
+from stages.model import load_checkpoint
+from stages.params import load_params
+from stages.train import validate
+
+from conftest import REPO, TINY, copy_repo, run_dvc, run_stage, stages_run, write_params
+
+TRAIN_ARGS = ("--balanced", "balanced", "--prepared", "prepared", "--model", "model.pt", "--live", "live", "--state", "state.pt")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_dvc_repro_trains_with_two_gloo_processes_and_evaluate_accepts_the_model(tmp_path):
+    repo = copy_repo(tmp_path / "repo", {**TINY, "training": {"epochs": 2, "num_workers": 0, "processes": 2}})
+    output = run_dvc("repro", cwd=repo)
+    assert stages_run(output) == ["make-sample", "prepare-split", "kmeans-undersample", "augment-oversample", "train", "evaluate", "gradcam"]
+    assert "(process 0 of 2)" in output and "(process 1 of 2)" in output
+    model, info = load_checkpoint(repo / "models" / "model.pt")
+    assert info["arch"] == "densenet121" and 0 <= info["epoch"] <= 1
+    assert json.loads((repo / "metrics" / "eval.json").read_text())["test"]["balanced_accuracy"] >= 0
+    with open(repo / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv") as file:
+        assert [int(row["step"]) for row in csv.DictReader(file, delimiter="\t")] == [0, 1]  # rank 0 alone logs
+    assert "Data and pipelines are up to date" in run_dvc("status", cwd=repo)
+
+
+def test_a_world_size_other_than_training_processes_fails_at_once(tmp_path):
+    write_params(tmp_path, {"training": {"processes": 1}})
+    started = time.monotonic()
+    result = run_stage("train", *TRAIN_ARGS, cwd=tmp_path, env={"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}, timeout=120)
+    assert result.returncode != 0
+    assert "2 training processes were started (WORLD_SIZE) but params training.processes is 1" in result.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_a_process_that_never_comes_fails_after_timeout_s_not_a_hang(tmp_path):
+    write_params(tmp_path, {"training": {"processes": 2, "timeout_s": 3}})
+    env = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    result = run_stage("train", *TRAIN_ARGS, cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode != 0
+    assert "rank 0 of 2 could not meet the other training processes" in result.stderr
+    assert "within training.timeout_s=3 s" in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["nccl"])
+def test_a_backend_this_machine_lacks_fails_before_starting_processes(tmp_path, backend):
+    write_params(tmp_path, {"training": {"processes": 2, "backend": backend, "device": "cpu"}})
+    result = run_stage("train", *TRAIN_ARGS, cwd=tmp_path, timeout=120)
+    assert result.returncode != 0
+    assert "training.backend nccl needs CUDA GPUs" in result.stderr
+    assert "torch.distributed.run" not in result.stderr  # failed before torchrun started anything
+
+
+def test_batch_size_must_split_over_the_processes(tmp_path):
+    from stages.params import ParamsError
+
+    with pytest.raises(ParamsError, match="training.batch_size: 32 does not split evenly over 3 processes"):
+        load_params(write_params(tmp_path, {"training": {"processes": 3}}))
+
+
+def test_world_from_the_environment_and_its_seeds(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert launched_world() == World()
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    world = launched_world()
+    assert world == World(rank=3, size=4, local_rank=1) and not world.main and world.distributed
+    assert World().seed(42, 5) == 47  # one process: the seeds of a plain run
+    seeds = {World(rank=r, size=4).seed(42, e) for r in range(4) for e in range(50)}
+    assert len(seeds) == 200
+    monkeypatch.setenv("RANK", "x")
+    with pytest.raises(DistributedError, match="RANK='x' is not an integer"):
+        launched_world()
+
+
+def test_rank_outside_the_world_is_refused():
+    settings = load_params(REPO / "params.yaml").training
+    with pytest.raises(DistributedError, match="RANK 1 is outside 0..0"):
+        check_world(World(rank=1, size=1), settings)
+
+
+def _scored_set() -> tuple[nn.Module, TensorDataset]:
+    torch.manual_seed(0)
+    images, labels = torch.randn(37, 3, 4, 4), torch.arange(37) % 8
+    return nn.Sequential(nn.Flatten(), nn.Linear(48, 8)), TensorDataset(images, labels)
+
+
+def _validate_share(rank: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    model, data = _scored_set()
+    share = DataLoader(Subset(data, range(rank, len(data), 2)), batch_size=4)
+    result = validate(model, share, torch.device("cpu"), World(rank=rank, size=2))
+    with open(f"{out}.{rank}", "w") as file:
+        json.dump(result, file)
+    dist.destroy_process_group()
+
+
+def test_validation_figures_of_two_processes_cover_the_whole_set(tmp_path):
+    model, data = _scored_set()
+    alone = validate(model, DataLoader(data, batch_size=4), torch.device("cpu"))
+    torch.multiprocessing.spawn(_validate_share, args=(_free_port(), str(tmp_path / "result")), nprocs=2)
+    for rank in (0, 1):  # every process gets the same figures, so they stop early together
+        shared = json.loads((tmp_path / f"result.{rank}").read_text())
+        assert shared == pytest.approx(alone)

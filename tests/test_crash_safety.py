@@ -1,0 +1,91 @@
+"""Every stage killed with SIGKILL part-way: nothing complete-looking is left, dvc sees it,
+and the next dvc repro gives exactly the uninterrupted result."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, TINY, copy_repo, run_dvc, stages_run
+
+# (stage, N): killed just before the N-th move of a finished output to its final name;
+# N = 2 leaves the first output complete and the rest unwritten
+CASES = [
+    ("make-sample", 1),
+    ("prepare-split", 1),
+    ("prepare-split", 2),
+    ("kmeans-undersample", 1),
+    ("kmeans-undersample", 2),
+    ("augment-oversample", 1),
+    ("augment-oversample", 2),
+    ("train", 1),
+    ("evaluate", 1),
+    ("evaluate", 2),
+    ("gradcam", 1),
+]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """The tiny pipeline run once without interruption."""
+    repo = copy_repo(tmp_path_factory.mktemp("crash") / "repo", TINY)
+    run_dvc("repro", cwd=repo)
+    return repo
+
+
+def _digests(path: Path) -> dict[str, str] | None:
+    """Content hash of every file under `path` (or of the file itself); None if absent."""
+    if not path.exists():
+        return None
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def _outputs(repo: Path, stage: str) -> list[str]:
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return [out["path"] for out in lock["stages"][stage]["outs"]]
+
+
+def _forget_cached_outputs(repo: Path, stage: str) -> None:
+    """Drop the stage's outputs from the DVC cache and the run cache, so that the next dvc repro
+    really runs it again (otherwise dvc checks its complete outputs out of the cache)."""
+    shutil.rmtree(repo / ".dvc" / "cache" / "runs", ignore_errors=True)
+    for out in yaml.safe_load((repo / "dvc.lock").read_text())["stages"][stage]["outs"]:
+        (repo / ".dvc" / "cache" / "files" / "md5" / out["md5"][:2] / out["md5"][2:]).unlink(missing_ok=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stage", "rename"), CASES, ids=[f"{stage}-before-move-{n}" for stage, n in CASES])
+def test_a_killed_stage_leaves_no_complete_looking_output_and_reruns_identically(finished, tmp_path, stage, rename):
+    repo = tmp_path / "repo"
+    shutil.copytree(finished, repo, symlinks=True)
+    _forget_cached_outputs(repo, stage)
+    outputs = _outputs(repo, stage)
+    expected = {path: _digests(finished / path) for path in outputs}
+    record = tmp_path / "killed"
+    env = {
+        **os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(REPO / "tests" / "crash_hook"),
+        "KILL_BEFORE_RENAME": str(rename), "KILL_RECORD": str(record),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    killed = subprocess.run([sys.executable, "-m", "dvc", "repro", "--force", "--single-item", stage], cwd=repo, env=env, capture_output=True, text=True)
+    assert record.exists() and killed.returncode != 0, f"{stage} was not killed:\n{killed.stdout}\n{killed.stderr}"
+    about_to_write = (repo / record.read_text()).resolve().relative_to(repo.resolve())
+
+    left = {path: _digests(repo / path) for path in outputs}
+    for path, digests in left.items():
+        assert digests is None or digests == expected[path], f"{path}: a partial output under its final name"
+    assert any(Path(path) in (about_to_write, *about_to_write.parents) for path in outputs), about_to_write
+    assert f"{stage}:" in run_dvc("status", cwd=repo)
+
+    output = run_dvc("repro", cwd=repo)
+    assert stages_run(output) == [stage]  # the same outputs again: nothing downstream reruns
+    assert (repo / "dvc.lock").read_text() == (finished / "dvc.lock").read_text()
+    assert {path: _digests(repo / path) for path in outputs} == expected
+    leftovers = [p for p in repo.rglob("*.tmp-*") if ".dvc" not in p.parts and ".git" not in p.parts]
+    assert leftovers == []

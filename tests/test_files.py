@@ -1,0 +1,26 @@
+"""Crash-safe writing helpers: complete outputs or none, and no leftovers piling up."""
+
+import pytest
+
+from stages.files import atomic_dir, atomic_file
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "out.csv"
+    path.write_text("old")
+    with pytest.raises(KeyboardInterrupt), atomic_file(path) as tmp:
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_the_next_write_removes_what_a_killed_one_left(tmp_path):
+    (tmp_path / ".out.csv.tmp-abc123").write_text("half")  # as SIGKILL leaves it
+    (tmp_path / ".folder.tmp-def456").mkdir()
+    (tmp_path / ".other.csv.tmp-1").write_text("someone else's")
+    with atomic_file(tmp_path / "out.csv") as tmp:
+        tmp.write_text("whole")
+    with atomic_dir(tmp_path / "folder") as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.csv.tmp-1", "folder", "out.csv"]
+    assert (tmp_path / "out.csv").read_text() == "whole" and (tmp_path / "folder" / "a.txt").read_text() == "a"

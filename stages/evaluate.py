@@ -20,7 +20,7 @@ from stages.dataset import ImageArrayDataset
 from stages.files import atomic_dir, atomic_file, write_json
 from stages.metrics import bootstrap_interval, classification_report, one_vs_rest_curves, reliability
 from stages.model import load_checkpoint, memory_format, predict, select_device
-from stages.params import load_params
+from stages.params import CLASSES, load_params
 from stages.store import read_manifest
 from stages.transforms import eval_transform
 
@@ -57,7 +57,7 @@ def main() -> None:
     params = load_params()
 
     device = select_device(params.training.device)
-    model, info = load_checkpoint(args.model)
+    model, info = load_checkpoint(args.model, CLASSES)
     model = model.to(device, memory_format=memory_format(device))
     manifest = read_manifest(args.prepared / "test.csv")
     dataset = ImageArrayDataset(args.prepared / "test.npy", manifest, eval_transform(mean=tuple(info["mean"]), std=tuple(info["std"])))

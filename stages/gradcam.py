@@ -21,7 +21,7 @@ from stages.cam import GradCAM, save_overlays
 from stages.dataset import ImageArrayDataset
 from stages.files import atomic_dir
 from stages.model import cam_layer, load_checkpoint
-from stages.params import GradcamParams, load_params
+from stages.params import CLASSES, GradcamParams, load_params
 from stages.store import read_manifest
 from stages.transforms import eval_transform
 
@@ -50,7 +50,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params().gradcam
 
-    model, info = load_checkpoint(args.model)
+    model, info = load_checkpoint(args.model, CLASSES)
     classes = list(info["classes"])
     samples = choose_samples(pd.read_csv(args.predictions), params)
     manifest = read_manifest(args.prepared / "test.csv").set_index("image").loc[samples["image"]].reset_index()

@@ -166,19 +166,31 @@ class ImageSource:
         return {**self.__dict__, "_zip": None, "_members": {}}
 
 
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """`image` as 8-bit RGB. 16-bit grayscale (PIL modes I;16*, I) is scaled down, not clipped
+    (a plain convert would turn everything above 255 white); float images are refused."""
+    if image.mode.startswith("I"):
+        levels = np.clip(np.asarray(image, dtype=np.float64), 0, 65535) / 257.0
+        image = Image.fromarray(np.round(levels).astype(np.uint8), mode="L")
+    elif image.mode == "F":
+        raise ValueError("32-bit float image: save it as 8- or 16-bit")
+    return image.convert("RGB")
+
+
 def load_image(file: str | Path | BinaryIO, size: int, *, crop_border: bool = False, color_constancy: bool = False) -> np.ndarray:
     """Decode an image file to an RGB uint8 array of shape (size, size, 3).
 
     JPEGs are decoded at reduced scale when much larger than `size` (PIL's draft mode),
     which is several times faster than a full decode followed by a resize. EXIF
-    orientation is applied; grayscale, CMYK and palette images are converted to RGB.
+    orientation is applied; grayscale (8- or 16-bit), CMYK and palette images are converted
+    to RGB.
     crop_border cuts away a dark dermoscope frame before resizing; color_constancy applies
     Shades of Gray after it (see stages.preprocess).
     """
     with Image.open(file) as image:
         # cropping keeps about 70% of the side, so decode larger to keep the detail
         image.draft("RGB", (2 * size, 2 * size) if crop_border else (size, size))
-        image = ImageOps.exif_transpose(image).convert("RGB")
+        image = _to_rgb(ImageOps.exif_transpose(image))
         if crop_border:
             image = Image.fromarray(np.ascontiguousarray(crop_dark_border(np.asarray(image))))
         pixels = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)

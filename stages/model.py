@@ -106,8 +106,12 @@ def save_checkpoint(path: str | Path, model: nn.Module, **info) -> None:
         torch.save({"state_dict": state, **info}, tmp)
 
 
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
-    """Rebuild the model saved by `save_checkpoint`; returns (model in eval mode, info)."""
+def load_checkpoint(path: str | Path, classes: tuple[str, ...] | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild the model saved by `save_checkpoint`; returns (model in eval mode, info).
+
+    With `classes`, the model must predict exactly those classes in that order (evaluate
+    and gradcam score it against labels in the project's order).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
@@ -115,13 +119,19 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise WeightsError(f"{path}: not a loadable model file ({error})") from error
+    if not isinstance(checkpoint, dict):
+        raise WeightsError(f"{path}: not a model of this project (holds a {type(checkpoint).__name__})")
     missing = [key for key in ("state_dict", "arch", "classes", "image_size", "mean", "std") if key not in checkpoint]
     if missing:
         raise WeightsError(f"{path}: not a model of this project (missing {missing})")
+    if checkpoint["arch"] not in ARCHITECTURES:
+        raise WeightsError(f"{path}: unknown architecture {checkpoint['arch']!r}; known: {sorted(ARCHITECTURES)}")
+    if classes is not None and tuple(checkpoint["classes"]) != tuple(classes):
+        raise WeightsError(f"{path}: the model predicts {list(checkpoint['classes'])}, not {list(classes)} in that order")
     model = build_model(checkpoint["arch"], len(checkpoint["classes"]), "none")
     try:
         model.load_state_dict(checkpoint["state_dict"], strict=True)
-    except RuntimeError as error:
+    except (RuntimeError, TypeError, AttributeError) as error:  # other keys or shapes; not a state dict at all
         raise WeightsError(f"{path}: weights do not fit {checkpoint['arch']} with {len(checkpoint['classes'])} classes: {error}") from error
     info = {key: value for key, value in checkpoint.items() if key != "state_dict"}
     return model.eval(), info

@@ -84,15 +84,24 @@ def test_bad_image_outcomes(image_dir, monkeypatch):
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
     Image.fromarray(rgb).save(image_dir / "rotated.jpg", quality=95, exif=exif)
+    ramp = np.repeat((np.arange(40, dtype=np.uint16) * 1680)[None], 20, axis=0)  # 16-bit, 0 to 65520
+    Image.fromarray(ramp).save(image_dir / "gray16.jpg", format="PNG")
+    Image.fromarray(ramp).save(image_dir / "gray16tiff.jpg", format="TIFF")
+    Image.fromarray(ramp.astype(np.float32)).save(image_dir / "float.jpg", format="TIFF")
 
     for name in ("zero", "text", "truncated"):
         pixels, reason = _decode_one(root, name)
         assert pixels is None and reason.startswith("cannot decode"), name
     assert _decode_one(root, "absent") == (None, "file not found")
-    for name in ("png", "cmyk", "gray"):
+    pixels, reason = _decode_one(root, "float")
+    assert pixels is None and reason.startswith("cannot decode") and "32-bit float image" in reason
+    for name in ("png", "cmyk", "gray", "gray16", "gray16tiff"):
         pixels, reason = _decode_one(root, name)
         assert reason == "" and pixels.shape == (16, 16, 3), name
     assert _decode_one(root, "png")[0][8, 2, 0] > 200  # a PNG named .jpg is read for what it is
+    for name in ("gray16", "gray16tiff"):  # scaled to 8 bits, not clipped to white
+        row = _decode_one(root, name)[0][8, :, 0]
+        assert row[0] < 20 and 100 < row[8] < 160 and row[15] > 230, name
     rotated, _ = _decode_one(root, "rotated")
     assert rotated[2, 8, 0] > 150 and rotated[13, 8, 2] > 150  # upright: red on top, blue below
 

@@ -1,0 +1,108 @@
+"""The bad-input corpus of model files: every reader of a model.pt, weights file or training
+state refuses each one with an error naming the file (or, for the state, starts over), and a
+pickle that would run code is never run."""
+
+import pickle
+import random
+
+import pytest
+import torch
+import torchvision
+
+from stages.model import WeightsError, build_model, load_checkpoint, save_checkpoint
+from stages.params import CLASSES
+from stages.resume import load_state
+
+from conftest import run_stage, write_params
+
+INFO = dict(arch="densenet121", classes=list(CLASSES), image_size=64, crop_border=False, color_constancy=False, mean=[0.5] * 3, std=[0.2] * 3, epoch=0, val_balanced_accuracy=0.0)
+
+
+class _Exploit:
+    """Unpickling this creates a file: the proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _checkpoint(path, state_dict, **changes):
+    torch.save({"state_dict": state_dict, **INFO, **changes}, path)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """{name: (path, expected message)} for each kind of bad model file."""
+    folder = tmp_path_factory.mktemp("bad-models")
+    densenet = build_model("densenet121", 8, "none").state_dict()
+    save_checkpoint(folder / "good.pt", build_model("densenet121", 8, "none"), **INFO)
+    shuffled = random.Random(0).sample(list(CLASSES), len(CLASSES))
+    files = {
+        "other architecture": (lambda p: _checkpoint(p, build_model("resnet50", 8, "none").state_dict()), "weights do not fit densenet121 with 8 classes"),
+        "other class count": (lambda p: save_checkpoint(p, build_model("densenet121", 7, "none"), **INFO), "weights do not fit densenet121 with 8 classes"),
+        "classes in another order": (lambda p: _checkpoint(p, densenet, classes=shuffled), "the model predicts"),
+        "unknown architecture": (lambda p: _checkpoint(p, densenet, arch="vgg16"), "unknown architecture 'vgg16'"),
+        "bare torchvision weights": (lambda p: torch.save(torchvision.models.densenet121(weights=None).state_dict(), p), "not a model of this project (missing"),
+        "a tensor, not a checkpoint": (lambda p: torch.save(torch.zeros(3), p), "not a model of this project (holds a Tensor)"),
+        "state_dict that is a list": (lambda p: _checkpoint(p, [1, 2, 3]), "weights do not fit"),
+        "pickle that runs code": (lambda p: p.write_bytes(pickle.dumps({"state_dict": _Exploit(str(folder / "pwned"))})), "not a loadable model file"),
+        "text file": (lambda p: p.write_text("not a model\n"), "not a loadable model file"),
+        "zero bytes": (lambda p: p.write_bytes(b""), "not a loadable model file"),
+        "truncated checkpoint": (lambda p: p.write_bytes((folder / "good.pt").read_bytes()[:100_000]), "not a loadable model file"),
+    }
+    made = {}
+    for number, (name, (make, message)) in enumerate(files.items()):
+        path = folder / f"bad{number}.pt"
+        make(path)
+        made[name] = (path, message)
+    return made
+
+
+CASES = [
+    "other architecture", "other class count", "classes in another order", "unknown architecture", "bare torchvision weights",
+    "a tensor, not a checkpoint", "state_dict that is a list", "pickle that runs code", "text file", "zero bytes", "truncated checkpoint",
+]
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("case", CASES)
+def test_every_bad_model_file_is_refused_naming_it(corpus, case):
+    path, message = corpus[case]
+    with pytest.raises(WeightsError) as error:
+        load_checkpoint(path, CLASSES)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
+    assert not (path.parent / "pwned").exists()
+
+
+def test_predict_accepts_its_own_class_order_and_a_missing_file_is_named(corpus, tmp_path):
+    model, info = load_checkpoint(corpus["classes in another order"][0])  # predict labels with the model's own classes
+    assert info["classes"] != list(CLASSES)
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'absent.pt'}: model file not found"):
+        load_checkpoint(tmp_path / "absent.pt")
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_weights_and_training_state_readers_never_run_a_pickle(corpus, tmp_path):
+    path, _ = corpus["pickle that runs code"]
+    with pytest.raises(WeightsError, match="not a loadable weights file"):
+        build_model("densenet121", 8, str(path))
+    assert load_state(path, "any fingerprint") is None  # a state that cannot be trusted: start over
+    assert not (path.parent / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    "stage, args",
+    [
+        ("evaluate", ["--prepared", "prepared", "--metrics", "metrics/eval.json", "--predictions", "eval/predictions.csv", "--curves", "eval/curves"]),
+        ("gradcam", ["--prepared", "prepared", "--predictions", "eval/predictions.csv", "--out", "plots/gradcam"]),
+        ("predict", ["image.jpg"]),
+    ],
+)
+def test_each_reader_stage_stops_naming_the_file_and_writes_nothing(corpus, tmp_path, stage, args):
+    write_params(tmp_path, {})
+    path, message = corpus["other architecture"]
+    result = run_stage(stage, "--model", str(path), *args, cwd=tmp_path)
+    assert result.returncode != 0 and f"{path}: {message}" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -4,6 +4,7 @@ Shows which of the fast-path settings pay at which batch size (a GPU running Den
 batch 32 can be bound by kernel launches rather than arithmetic). Prints a JSON report.
 
     python -m benchmarks.model_step --size 224 --batches 32 128
+    python -m benchmarks.model_step --size 224 --batches 32 --compile reduce-overhead   # also compiled
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ import torch
 from torch import nn
 
 from benchmarks import publish
-from stages.model import autocast_dtype, build_model, configure_backends, select_device
+from stages.model import autocast_dtype, build_model, compile_model, configure_backends, select_device
 from stages.params import CLASSES
 from stages.train import train_step
 
 
-def images_per_second(device: torch.device, size: int, batch: int, dtype: torch.dtype | None, layout: torch.memory_format, steps: int, warmup: int) -> float:
+def images_per_second(device: torch.device, size: int, batch: int, dtype: torch.dtype | None, layout: torch.memory_format, steps: int, warmup: int, compile_mode: str = "none") -> float:
     torch.manual_seed(0)
-    model = build_model("densenet121", len(CLASSES), "none").to(device, memory_format=layout).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    net = build_model("densenet121", len(CLASSES), "none").to(device, memory_format=layout).train()
+    model = compile_model(net, compile_mode)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
     criterion = nn.CrossEntropyLoss()
     images = torch.randn(batch, 3, size, size, device=device)
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--compile", nargs="*", default=[], choices=("default", "reduce-overhead", "max-autotune"), help="also time these torch.compile modes (fp32, channels_last on CUDA); the warmup steps include compiling")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     device = select_device("auto")
@@ -59,6 +62,11 @@ def main() -> None:
                 rate = images_per_second(device, args.size, batch, dtype, layout, args.steps, args.warmup)
                 rows.append({"batch": batch, "precision": str(dtype or torch.float32).removeprefix("torch."), "layout": str(layout).removeprefix("torch."), "images_per_s": round(rate, 1)})
                 print(json.dumps(rows[-1]), flush=True)
+        for mode in args.compile:
+            layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+            rate = images_per_second(device, args.size, batch, None, layout, args.steps, args.warmup, mode)
+            rows.append({"batch": batch, "precision": "float32", "layout": str(layout).removeprefix("torch."), "compile": mode, "images_per_s": round(rate, 1)})
+            print(json.dumps(rows[-1]), flush=True)
     report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__, "image_size": args.size, "rows": rows}
     publish(report, args.out)
 

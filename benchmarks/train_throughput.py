@@ -4,7 +4,9 @@ Both train DenseNet121 on the same generated JPEGs at the same image size and ba
 - baseline: fp32, default memory layout, a DataLoader that opens, decodes and resizes the
   JPEG of every image at every step (as the original code does);
 - project: the decoded arrays of prepare-split (memory-mapped), the project's train
-  transform and train_step (bf16/fp16 autocast and channels_last on CUDA), pinned memory.
+  transform and train_step (bf16/fp16 autocast and channels_last on CUDA), pinned memory;
+  with --augment-on device the workers only copy pixels and each batch is augmented on the
+  device (training.augment_on: device).
 It also times the project's data loader alone and the model step alone (on tensors already
 on the device), to show whether the model ever waits for data. Prints a JSON report.
 
@@ -27,6 +29,7 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
 
 from benchmarks import publish
 from stages.dataset import ImageArrayDataset
@@ -36,6 +39,7 @@ from stages.model import autocast_dtype, build_model, configure_backends, memory
 from stages.params import CLASSES, AugmentationParams, SampleParams
 from stages.prepare_split import decode_all
 from stages.store import ImageWriter
+from stages.batch_augment import BatchAugment
 from stages.train import train_step
 from stages.transforms import normalize, train_transform
 
@@ -77,11 +81,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_training(loader: DataLoader, device: torch.device, *, fast: bool, steps: int, warmup: int, precision: str = "fp32") -> float:
+def time_training(loader: DataLoader, device: torch.device, *, fast: bool, steps: int, warmup: int, precision: str = "fp32", augment: BatchAugment | None = None) -> float:
     """Images per second over `steps` training steps (after `warmup`), data loading included.
 
     fast: the project's settings (channels_last on CUDA, `precision`); else fp32, default layout.
+    augment: applied to each (uint8) batch on the device before the step.
     """
+    generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     model = build_model("densenet121", len(CLASSES), "none")
     layout = memory_format(device) if fast else torch.contiguous_format
@@ -96,6 +102,8 @@ def time_training(loader: DataLoader, device: torch.device, *, fast: bool, steps
             _sync(device)
             start, seen = time.perf_counter(), 0
         images, labels = next(batches)
+        if augment is not None:
+            images = augment(images.to(device, non_blocking=True), generator)
         train_step(model, criterion, optimizer, scaler, images, labels, device=device, dtype=dtype, memory_format=layout)
         seen += len(labels)
     _sync(device)
@@ -112,12 +120,15 @@ def time_loader(loader: DataLoader, *, steps: int, warmup: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def time_model_step(device: torch.device, size: int, batch: int, *, steps: int, warmup: int, precision: str) -> float:
-    """Images per second of the project's train step on a batch already on the device."""
-    images = torch.randn(batch, 3, size, size, device=device)
+def time_model_step(device: torch.device, size: int, batch: int, *, steps: int, warmup: int, precision: str, augment: BatchAugment | None = None) -> float:
+    """Images per second of the project's train step (after `augment`, if given) on a batch already on the device."""
+    if augment is None:
+        images = torch.randn(batch, 3, size, size, device=device)
+    else:
+        images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
     labels = torch.randint(0, len(CLASSES), (batch,), device=device)
     loader = [(images, labels)]
-    return time_training(loader, device, fast=True, steps=steps, warmup=warmup, precision=precision)
+    return time_training(loader, device, fast=True, steps=steps, warmup=warmup, precision=precision, augment=augment)
 
 
 def _forever(loader):
@@ -135,6 +146,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="project loader workers")
     parser.add_argument("--baseline-workers", type=int, default=4, help="baseline loader workers")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="the project path's training.precision")
+    parser.add_argument("--augment-on", choices=("loader", "device"), default="loader", help="the project path's training.augment_on")
     parser.add_argument("--out", type=Path, help="also write the report here (JSON)")
     args = parser.parse_args()
     device = select_device("auto")
@@ -145,13 +157,14 @@ def main() -> None:
         pin = device.type == "cuda"
         common = dict(batch_size=args.batch, shuffle=True, drop_last=True, pin_memory=pin)
         baseline_loader = DataLoader(JpegDataset(paths, targets, args.size), num_workers=args.baseline_workers, persistent_workers=args.baseline_workers > 0, **common)
-        project_set = ImageArrayDataset(array_path, manifest, train_transform(params=AUGMENT, size=args.size))
+        augment = BatchAugment(AUGMENT, args.size) if args.augment_on == "device" else None
+        project_set = ImageArrayDataset(array_path, manifest, v2.Identity() if augment else train_transform(params=AUGMENT, size=args.size))
         project_loader = DataLoader(project_set, num_workers=args.workers, persistent_workers=args.workers > 0, **common)
         timing = dict(steps=args.steps, warmup=args.warmup)
         baseline = time_training(baseline_loader, device, fast=False, **timing)
-        project = time_training(project_loader, device, fast=True, precision=args.precision, **timing)
+        project = time_training(project_loader, device, fast=True, precision=args.precision, augment=augment, **timing)
         loader_alone = time_loader(project_loader, **timing)
-        model_alone = time_model_step(device, args.size, args.batch, precision=args.precision, **timing)
+        model_alone = time_model_step(device, args.size, args.batch, precision=args.precision, augment=augment, **timing)
 
     report = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or device.type,
@@ -160,6 +173,7 @@ def main() -> None:
         "batch_size": args.batch,
         "precision": args.precision,
         "loader_workers": args.workers,
+        "augment_on": args.augment_on,
         "timed_steps": args.steps,
         "baseline_images_per_s": round(baseline, 1),
         "project_images_per_s": round(project, 1),

@@ -23,6 +23,7 @@ SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 LOSSES: tuple[str, ...] = ("cross_entropy", "weighted_cross_entropy", "focal")
 COMPILE_MODES: tuple[str, ...] = ("none", "default", "reduce-overhead", "max-autotune")
 BACKENDS: tuple[str, ...] = ("auto", "nccl", "gloo")
+AUGMENT_ON: tuple[str, ...] = ("loader", "device")
 
 
 class ParamsError(ValueError):
@@ -151,6 +152,7 @@ class TrainingParams:
     label_smoothing: float
     early_stopping_patience: int  # epochs without a better val balanced accuracy; 0: never stop
     grad_clip_norm: float  # 0: no clipping
+    augment_on: str  # loader: per image in the DataLoader workers; device: per batch after the transfer
     compile: str  # torch.compile mode for the training step, or none
     processes: int  # training processes (DistributedDataParallel, one per GPU) when > 1
     backend: str  # torch.distributed backend: auto (nccl on CUDA, else gloo), nccl, gloo
@@ -178,6 +180,8 @@ class TrainingParams:
             _fail(f"{key}.precision", f"unknown precision {self.precision!r}; choose one of {list(PRECISIONS)}")
         if self.num_workers < 0:
             _fail(f"{key}.num_workers", f"must be >= 0, got {self.num_workers}")
+        if self.augment_on not in AUGMENT_ON:
+            _fail(f"{key}.augment_on", f"unknown place {self.augment_on!r}; choose one of {list(AUGMENT_ON)}")
         if self.compile not in COMPILE_MODES:
             _fail(f"{key}.compile", f"unknown mode {self.compile!r}; choose one of {list(COMPILE_MODES)}")
         if self.backend not in BACKENDS:

@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import math
 import os
 import random
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
+from torchvision.transforms import v2
 from tqdm import tqdm
 
+from stages.batch_augment import BatchAugment
 from stages.dataset import ImageArrayDataset
 from stages.distributed import World, backend_for, check_world, connect, cuda_device, disconnect, gather, launch, launched_world
 from stages.metrics import balanced_accuracy
@@ -84,8 +87,10 @@ def train_step(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Op
     return loss.detach(), logits.detach()
 
 
-def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, device: torch.device, epoch: int, settings: TrainingParams, world: World = World()) -> dict[str, float]:
+def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, device: torch.device, epoch: int, settings: TrainingParams, world: World = World(), augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
     """One pass over `loader`; returns mean loss, accuracy and balanced accuracy.
+
+    `augment`, if given, turns each uint8 batch into the model's input on `device`.
 
     With several processes the figures cover all of them (DistributedSampler repeats a few
     images to give every process as many batches).
@@ -95,6 +100,8 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)  # bf16 and fp32 need no scaling
     loss_sum, predictions, targets = 0.0, [], []
     for step, (images, labels) in enumerate(tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not world.main)):
+        if augment is not None:
+            images = augment(images.to(device, non_blocking=True))
         loss, logits = train_step(model, criterion, optimizer, scaler, images, labels, device=device, dtype=dtype, memory_format=memory_format(device), clip_norm=settings.grad_clip_norm)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}: lower training.learning_rate")
@@ -142,7 +149,9 @@ def fit(params: Params, balanced_dir: Path, prepared_dir: Path, model_path: Path
         device = cuda_device(world)
     configure_backends(device)
     image_size = params.prepare.image_size
-    train_set = ImageArrayDataset(balanced_dir / "train.npy", read_manifest(balanced_dir / "train.csv"), train_transform(params=params.augmentation, size=image_size))
+    on_device = BatchAugment(params.augmentation, image_size) if settings.augment_on == "device" else None
+    loader_transform = v2.Identity() if on_device else train_transform(params=params.augmentation, size=image_size)
+    train_set = ImageArrayDataset(balanced_dir / "train.npy", read_manifest(balanced_dir / "train.csv"), loader_transform)
     val_set = ImageArrayDataset(prepared_dir / "val.npy", read_manifest(prepared_dir / "val.csv"), eval_transform())
     batch_size, workers = settings.batch_size // world.size, settings.num_workers
     train_sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank, seed=settings.seed) if world.distributed else None
@@ -174,7 +183,8 @@ def fit(params: Params, balanced_dir: Path, prepared_dir: Path, model_path: Path
             train_loader.generator.manual_seed(world.seed(settings.seed, epoch))  # order and worker seeds
             if train_sampler:
                 train_sampler.set_epoch(epoch)
-            train_metrics = train_one_epoch(model, criterion, optimizer, train_loader, device, epoch, settings, world)
+            augment = functools.partial(on_device, generator=torch.Generator().manual_seed(world.seed(settings.seed, epoch))) if on_device else None
+            train_metrics = train_one_epoch(model, criterion, optimizer, train_loader, device, epoch, settings, world, augment)
             train_metrics["learning_rate"] = scheduler.get_last_lr()[0]
             scheduler.step()
             val_metrics = validate(net, val_loader, device, world)

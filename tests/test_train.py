@@ -178,3 +178,17 @@ def test_compiled_training_matches_eager_and_saves_the_plain_modules_weights(tmp
     for eager, compiled in zip(runs["none"], runs["default"]):
         assert compiled["train/loss"] == pytest.approx(eager["train/loss"], rel=1e-4)
         assert compiled["val/loss"] == pytest.approx(eager["val/loss"], rel=1e-4)
+
+
+def test_augmenting_on_the_device_trains_and_differs_from_the_loaders_draws(tmp_path):
+    _tiny_sets(tmp_path)
+    runs = {}
+    for place in ("loader", "device"):
+        live = RecordingLive()
+        fit(_params(epochs=2, augment_on=place), tmp_path, tmp_path, tmp_path / f"{place}.pt", live)
+        runs[place] = [step["train/loss"] for step in live.history]
+        assert all(math.isfinite(loss) for loss in runs[place])
+    assert runs["device"] != runs["loader"]  # its own random draws, not the workers'
+    again = RecordingLive()
+    fit(_params(epochs=2, augment_on="device"), tmp_path, tmp_path, tmp_path / "again.pt", again)
+    assert [step["train/loss"] for step in again.history] == runs["device"]  # seeded per epoch

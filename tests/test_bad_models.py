@@ -89,6 +89,8 @@ def test_weights_and_training_state_readers_never_run_a_pickle(corpus, tmp_path)
     with pytest.raises(WeightsError, match="not a loadable weights file"):
         build_model("densenet121", 8, str(path))
     assert load_state(path, "any fingerprint") is None  # a state that cannot be trusted: start over
+    with pytest.raises(WeightsError, match=f"model.weights: {tmp_path / 'absent.pth'} is not a file"):
+        build_model("densenet121", 8, str(tmp_path / "absent.pth"))
     assert not (path.parent / "pwned").exists()
 
 

@@ -34,6 +34,7 @@ def _edit_truth(root, old, new):
         ("ISIC_0000003,1.0,0.0", "ISIC_0000003,yes,0.0", r"line 4 \(ISIC_0000003\): column MEL is 'yes', not a number"),
         ("ISIC_0000002,", "ISIC_0000001,", r"image 'ISIC_0000001' appears more than once \(lines \[2, 3\]\)"),
         ("image,MEL", "img,MEL", "expected columns"),
+        ("ISIC_0000003,1.0,0.0", " ,1.0,0.0", "line 4 has no image name"),
         ("UNK\r\n", "UNK,notes\r\n", r"expected columns .* found .*'notes'"),
         (",SCC,UNK", ",UNK", r"expected columns .* found \['image', 'MEL', 'NV', 'BCC', 'AK', 'BKL', 'DF', 'VASC', 'UNK'\]"),
     ],

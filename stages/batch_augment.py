@@ -103,7 +103,7 @@ class BatchAugment:
     def apply(self, images: torch.Tensor, draw: Draw) -> torch.Tensor:
         """Augment `images` (uint8) with the parameters of `draw`; normalised float32 out."""
         device = images.device
-        draw = Draw(**{name: value.to(device, torch.float32) for name, value in dataclasses.asdict(draw).items()})
+        draw = Draw(**{field.name: getattr(draw, field.name).to(device, torch.float32) for field in dataclasses.fields(draw)})
         pixels = images.float() / 255
         pixels = geometry(pixels, draw, self.size)
         pixels = color(pixels, draw)

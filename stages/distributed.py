@@ -124,6 +124,17 @@ def gather(value: Any, world: World) -> list[Any]:
     return values
 
 
+def share_buffers(module: torch.nn.Module, world: World) -> None:
+    """Give every process rank 0's buffers (BatchNorm's running statistics).
+
+    DDP hands them out at the start of each forward pass, so after an epoch's last step every
+    process holds its own; validation and the saved model must all use rank 0's.
+    """
+    if world.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def torchrun_command(processes: int, argv: list[str]) -> list[str]:
     """The command that reruns `python -m stages.train ARGV` as `processes` processes here."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "stages.train", *argv]

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from stages.batch_augment import BatchAugment
 from stages.dataset import ImageArrayDataset
-from stages.distributed import World, backend_for, check_world, connect, cuda_device, disconnect, gather, launch, launched_world
+from stages.distributed import World, backend_for, check_world, connect, cuda_device, disconnect, gather, launch, launched_world, share_buffers
 from stages.metrics import balanced_accuracy
 from stages.model import autocast_dtype, build_model, compile_model, configure_backends, memory_format, predict, save_checkpoint, select_device
 from stages.optim import make_criterion, make_optimizer
@@ -187,6 +187,7 @@ def fit(params: Params, balanced_dir: Path, prepared_dir: Path, model_path: Path
             train_metrics = train_one_epoch(model, criterion, optimizer, train_loader, device, epoch, settings, world, augment)
             train_metrics["learning_rate"] = scheduler.get_last_lr()[0]
             scheduler.step()
+            share_buffers(net, world)
             val_metrics = validate(net, val_loader, device, world)
         for split, values in (("train", train_metrics), ("val", val_metrics)):
             for name, value in values.items():

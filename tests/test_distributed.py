@@ -12,7 +12,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from stages.distributed import DistributedError, World, check_world, launched_world
+from stages.distributed import DistributedError, World, check_world, launched_world, share_buffers
 from stages.model import load_checkpoint
 from stages.params import load_params
 from stages.train import validate
@@ -122,3 +122,19 @@ def test_validation_figures_of_two_processes_cover_the_whole_set(tmp_path):
     for rank in (0, 1):  # every process gets the same figures, so they stop early together
         shared = json.loads((tmp_path / f"result.{rank}").read_text())
         assert shared == pytest.approx(alone)
+
+
+def _share_running_statistics(rank: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    norm = nn.BatchNorm2d(3)
+    norm.running_mean.fill_(rank + 1.0)  # as after each process's own last training step
+    share_buffers(norm, World(rank=rank, size=2))
+    torch.save(norm.state_dict(), f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_every_process_validates_with_rank_0s_batchnorm_statistics(tmp_path):
+    torch.multiprocessing.spawn(_share_running_statistics, args=(_free_port(), str(tmp_path / "norm")), nprocs=2)
+    for rank in (0, 1):
+        assert torch.equal(torch.load(tmp_path / f"norm.{rank}")["running_mean"], torch.ones(3))

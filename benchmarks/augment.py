@@ -50,7 +50,7 @@ def main() -> None:
         per_image(image)
     baseline = args.images / (time.perf_counter() - start)
 
-    batched, generator = BatchAugment(AUGMENT, args.size), torch.Generator().manual_seed(0)
+    batched, generator = BatchAugment(AUGMENT, args.size).to(device), torch.Generator().manual_seed(0)
     on_device = images.to(device)
     batched(on_device[: args.batch], generator)
     _sync(device)

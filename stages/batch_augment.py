@@ -4,7 +4,9 @@
 rotation, colour jitter) out of the DataLoader workers: they only copy uint8 pixels, and the
 batch is augmented after its transfer, with its own random draw for every image. Crop,
 flips and rotation are one affine resampling per image (one `grid_sample` for the batch);
-the colour jitter follows torchvision's formulas with per-image factors.
+the colour jitter follows torchvision's formulas with per-image factors. The draw is made
+on the CPU (the same generator gives the same draw on any device) and reaches the device in
+one copy that does not make the host wait; nothing else crosses between host and device.
 
 Differences from torchvision's per-image transforms, all small: one bilinear interpolation
 instead of one per geometric step; pixels stay float between the steps instead of being
@@ -19,6 +21,7 @@ import dataclasses
 import math
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from stages.params import AugmentationParams
@@ -55,12 +58,15 @@ class Draw:
         return cls(ones, ones, ones * width / 2, ones * height / 2, ones, ones, zeros, ones, ones, ones, zeros)
 
 
-class BatchAugment:
-    """uint8 (B, 3, H, W) on any device -> augmented, normalised float32 (B, 3, size, size)."""
+class BatchAugment(nn.Module):
+    """uint8 (B, 3, H, W) -> augmented, normalised float32 (B, 3, size, size), on the device
+    the module was moved to (`.to(device)`, as for a model)."""
 
     def __init__(self, params: AugmentationParams, size: int, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD):
+        super().__init__()
         self.params, self.size = params, size
-        self.mean, self.std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def draw(self, batch: int, height: int, width: int, generator: torch.Generator) -> Draw:
         """Random parameters for `batch` images of `height` x `width`, as the per-image transforms draw them."""
@@ -96,18 +102,27 @@ class BatchAugment:
             brightness=factor(brightness), contrast=factor(contrast), saturation=factor(saturation), hue=uniform(-hue, hue),
         )
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         batch, _, height, width = images.shape
         return self.apply(images, self.draw(batch, height, width, generator))
 
     def apply(self, images: torch.Tensor, draw: Draw) -> torch.Tensor:
-        """Augment `images` (uint8) with the parameters of `draw`; normalised float32 out."""
-        device = images.device
-        draw = Draw(**{field.name: getattr(draw, field.name).to(device, torch.float32) for field in dataclasses.fields(draw)})
+        """Augment `images` (uint8) with the parameters of `draw` (on the CPU); normalised float32 out."""
+        hue_moves = bool((draw.hue != 0).any())
+        draw = _to_device(draw, images.device)
         pixels = images.float() / 255
         pixels = geometry(pixels, draw, self.size)
-        pixels = color(pixels, draw)
-        return (pixels - self.mean.to(device)) / self.std.to(device)
+        pixels = color(pixels, draw, hue_moves)
+        return (pixels - self.mean) / self.std
+
+
+def _to_device(draw: Draw, device: torch.device) -> Draw:
+    """`draw` on `device`, in one copy; from pinned memory on CUDA, so the host does not wait."""
+    names = [field.name for field in dataclasses.fields(draw)]
+    values = torch.stack([getattr(draw, name).float() for name in names])
+    if device.type == "cuda":
+        values = values.pin_memory()
+    return Draw(*values.to(device, non_blocking=True).unbind())
 
 
 def geometry(pixels: torch.Tensor, draw: Draw, size: int) -> torch.Tensor:
@@ -137,8 +152,8 @@ def _per_image(values: torch.Tensor) -> torch.Tensor:
 
 
 def _gray(pixels: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(GRAY, device=pixels.device).view(1, 3, 1, 1)
-    return (pixels * weights).sum(dim=1, keepdim=True)
+    r, g, b = pixels.unbind(dim=1)
+    return (GRAY[0] * r + GRAY[1] * g + GRAY[2] * b).unsqueeze(1)
 
 
 def _blend(pixels: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
@@ -146,18 +161,17 @@ def _blend(pixels: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> to
     return (ratio * pixels + (1 - ratio) * other).clamp(0, 1)
 
 
-def color(pixels: torch.Tensor, draw: Draw) -> torch.Tensor:
-    """torchvision's brightness, contrast, saturation and hue adjustments, per-image factors."""
+def color(pixels: torch.Tensor, draw: Draw, hue_moves: bool) -> torch.Tensor:
+    """torchvision's brightness, contrast, saturation and hue adjustments, per-image factors
+    (`hue_moves` False: no image's hue shift is non-zero, so that step is skipped)."""
     pixels = (pixels * _per_image(draw.brightness)).clamp(0, 1)
     pixels = _blend(pixels, _gray(pixels).mean(dim=(1, 2, 3), keepdim=True), draw.contrast)
     pixels = _blend(pixels, _gray(pixels), draw.saturation)
-    return shift_hue(pixels, draw.hue)
+    return shift_hue(pixels, draw.hue) if hue_moves else pixels
 
 
 def shift_hue(pixels: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate the hue of each image by its `shift` (a fraction of the colour circle)."""
-    if not bool((shift != 0).any()):
-        return pixels
     r, g, b = pixels.unbind(dim=1)
     high, _ = pixels.max(dim=1)
     low, _ = pixels.min(dim=1)
@@ -168,6 +182,6 @@ def shift_hue(pixels: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     hue = (hue + shift.view(-1, 1, 1)) % 1.0
     saturation = torch.where(high > 0, chroma / torch.where(high > 0, high, torch.ones_like(high)), torch.zeros_like(high))
     # HSV back to RGB: each channel from its own offset on the colour circle
-    k = (torch.tensor([5.0, 3.0, 1.0], device=pixels.device).view(1, 3, 1, 1) + hue.unsqueeze(1) * 6) % 6
+    k = torch.stack([(offset + hue * 6) % 6 for offset in (5.0, 3.0, 1.0)], dim=1)
     ramp = torch.clamp(torch.minimum(k, 4 - k), 0, 1)
     return high.unsqueeze(1) * (1 - saturation.unsqueeze(1) * ramp)

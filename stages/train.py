@@ -99,16 +99,28 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     dtype = autocast_dtype(device, settings.precision)
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)  # bf16 and fp32 need no scaling
     loss_sum, predictions, targets = 0.0, [], []
+
+    def settle(step: int, loss: torch.Tensor, count: int) -> float:
+        value = loss.item()  # waits for the device to finish that step
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss is {value} at epoch {epoch}, step {step}: lower training.learning_rate")
+        return value * count
+
+    # A step's loss is read once the next step is queued, so the host never waits for an idle
+    # device; predictions stay on the device until the epoch ends.
+    pending = None
     for step, (images, labels) in enumerate(tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not world.main)):
         if augment is not None:
             images = augment(images.to(device, non_blocking=True))
         loss, logits = train_step(model, criterion, optimizer, scaler, images, labels, device=device, dtype=dtype, memory_format=memory_format(device), clip_norm=settings.grad_clip_norm)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}: lower training.learning_rate")
-        loss_sum += loss.item() * len(labels)
-        predictions.append(logits.argmax(dim=1).cpu())
+        predictions.append(logits.argmax(dim=1))
         targets.append(labels)
-    parts = gather((loss_sum, torch.cat(predictions).numpy(), torch.cat(targets).numpy()), world)
+        if pending:
+            loss_sum += settle(*pending)
+        pending = (step, loss, len(labels))
+    if pending:
+        loss_sum += settle(*pending)
+    parts = gather((loss_sum, torch.cat(predictions).cpu().numpy(), torch.cat(targets).numpy()), world)
     y_pred, y_true = np.concatenate([part[1] for part in parts]), np.concatenate([part[2] for part in parts])
     return {
         "loss": sum(part[0] for part in parts) / len(y_true),
@@ -149,7 +161,7 @@ def fit(params: Params, balanced_dir: Path, prepared_dir: Path, model_path: Path
         device = cuda_device(world)
     configure_backends(device)
     image_size = params.prepare.image_size
-    on_device = BatchAugment(params.augmentation, image_size) if settings.augment_on == "device" else None
+    on_device = BatchAugment(params.augmentation, image_size).to(device) if settings.augment_on == "device" else None
     loader_transform = v2.Identity() if on_device else train_transform(params=params.augmentation, size=image_size)
     train_set = ImageArrayDataset(balanced_dir / "train.npy", read_manifest(balanced_dir / "train.csv"), loader_transform)
     val_set = ImageArrayDataset(prepared_dir / "val.npy", read_manifest(prepared_dir / "val.csv"), eval_transform())

@@ -60,14 +60,20 @@ def test_cosine_schedule_and_options_run(tmp_path):
     assert all(math.isfinite(step["train/loss"]) for step in live.history)
 
 
-def test_non_finite_loss_names_epoch_and_step(tmp_path):
+@pytest.mark.parametrize("bad_step", [0, 1])  # 16 images in batches of 8: step 1 is the epoch's last
+def test_non_finite_loss_names_epoch_and_step(tmp_path, bad_step):
     _tiny_sets(tmp_path)
     params = _params(epochs=1)
     torch.manual_seed(0)
-    original = torch.nn.CrossEntropyLoss.forward
+    original, calls = torch.nn.CrossEntropyLoss.forward, []
+
+    def loss_from(self, logits, targets):
+        calls.append(None)
+        return original(self, logits, targets) * (float("inf") if len(calls) == bad_step + 1 else 1.0)
+
     try:
-        torch.nn.CrossEntropyLoss.forward = lambda self, logits, targets: original(self, logits, targets) * float("nan")
-        with pytest.raises(FloatingPointError, match=r"loss is nan at epoch 0, step 0: lower training.learning_rate"):
+        torch.nn.CrossEntropyLoss.forward = loss_from
+        with pytest.raises(FloatingPointError, match=rf"loss is inf at epoch 0, step {bad_step}: lower training.learning_rate"):
             fit(params, tmp_path, tmp_path, tmp_path / "model.pt", RecordingLive())
     finally:
         torch.nn.CrossEntropyLoss.forward = original

@@ -4,11 +4,13 @@ Both train DenseNet121 on the same generated JPEGs at the same image size and ba
 - baseline: fp32, default memory layout, a DataLoader that opens, decodes and resizes the
   JPEG of every image at every step (as the original code does);
 - project: the decoded arrays of prepare-split (memory-mapped), the project's train
-  transform and train_step (bf16/fp16 autocast and channels_last on CUDA), pinned memory;
-  with --augment-on device the workers only copy pixels and each batch is augmented on the
-  device (training.augment_on: device).
+  transform, and the train stage's own epoch loop (train_one_epoch: channels_last on CUDA,
+  `--precision`, pinned memory, the loss checked for every step); with --augment-on device
+  the workers only copy pixels and each batch is augmented on the device
+  (training.augment_on: device); with --compile the model runs under torch.compile.
 It also times the project's data loader alone and the model step alone (on tensors already
-on the device), to show whether the model ever waits for data. Prints a JSON report.
+on the device), to show whether the model ever waits for data, and on CUDA counts the host
+waits for the device per step of the project's loop. Prints a JSON report.
 
     python -m benchmarks.train_throughput --images 512 --size 224 --steps 30
 """
@@ -16,12 +18,16 @@ on the device), to show whether the model ever waits for data. Prints a JSON rep
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
+import itertools
 import os
 import platform
 import tempfile
 import time
+import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -35,12 +41,12 @@ from benchmarks import publish
 from stages.dataset import ImageArrayDataset
 from stages.isic import IMAGE_DIR, ImageSource, load_image
 from stages.make_sample import plan_sample, write_sample
-from stages.model import autocast_dtype, build_model, configure_backends, memory_format, select_device
-from stages.params import CLASSES, AugmentationParams, SampleParams
+from stages.batch_augment import BatchAugment
+from stages.model import build_model, compile_model, configure_backends, memory_format, select_device
+from stages.params import CLASSES, AugmentationParams, SampleParams, TrainingParams, load_params
 from stages.prepare_split import decode_all
 from stages.store import ImageWriter
-from stages.batch_augment import BatchAugment
-from stages.train import train_step
+from stages.train import train_one_epoch, train_step
 from stages.transforms import normalize, train_transform
 
 AUGMENT = AugmentationParams(rotation_range=30, h_flip=True, v_flip=True, color_jitter=(0.2, 0.2, 0.2, 0.1), crop_scale=(0.8, 1.0), seed=0)
@@ -81,38 +87,72 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_training(loader: DataLoader, device: torch.device, *, fast: bool, steps: int, warmup: int, precision: str = "fp32", augment: BatchAugment | None = None) -> float:
-    """Images per second over `steps` training steps (after `warmup`), data loading included.
-
-    fast: the project's settings (channels_last on CUDA, `precision`); else fp32, default layout.
-    augment: applied to each (uint8) batch on the device before the step.
-    """
-    generator = torch.Generator().manual_seed(0)
+def time_plain_loop(loader: DataLoader, device: torch.device, *, steps: int, warmup: int) -> float:
+    """Images per second of the original code's loop (fp32, default layout) over `steps` steps
+    after `warmup`, data loading included."""
     torch.manual_seed(0)
-    model = build_model("densenet121", len(CLASSES), "none")
-    layout = memory_format(device) if fast else torch.contiguous_format
-    dtype = autocast_dtype(device, precision) if fast else None
-    model = model.to(device, memory_format=layout).train()
+    model = build_model("densenet121", len(CLASSES), "none").to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
+    scaler = torch.amp.GradScaler(enabled=False)
     criterion = nn.CrossEntropyLoss()
-    batches, seen, start = iter(_forever(loader)), 0, 0.0
+    batches, seen, start = _forever(loader), 0, 0.0
     for step in range(warmup + steps):
         if step == warmup:
             _sync(device)
             start, seen = time.perf_counter(), 0
         images, labels = next(batches)
-        if augment is not None:
-            images = augment(images.to(device, non_blocking=True), generator)
-        train_step(model, criterion, optimizer, scaler, images, labels, device=device, dtype=dtype, memory_format=layout)
+        train_step(model, criterion, optimizer, scaler, images, labels, device=device, dtype=None, memory_format=torch.contiguous_format)
         seen += len(labels)
     _sync(device)
     return seen / (time.perf_counter() - start)
 
 
+def project_loop(loader, device: torch.device, settings: TrainingParams, augment: BatchAugment | None) -> Callable[[int], None]:
+    """The train stage's epoch loop on a fresh DenseNet121, as a function of how many batches
+    of `loader` (cycled) to train on."""
+    torch.manual_seed(0)
+    net = build_model("densenet121", len(CLASSES), "none").to(device, memory_format=memory_format(device))
+    model = compile_model(net, settings.compile)
+    optimizer = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+    criterion = nn.CrossEntropyLoss()
+    batches = _forever(loader)
+    on_device = functools.partial(augment, generator=torch.Generator().manual_seed(0)) if augment else None
+
+    def run(count: int) -> None:
+        train_one_epoch(model, criterion, optimizer, itertools.islice(batches, count), device, 0, settings, augment=on_device)
+
+    return run
+
+
+def time_project(run: Callable[[int], None], device: torch.device, batch: int, *, steps: int, warmup: int) -> float:
+    """Images per second of `run` (project_loop) over `steps` batches after `warmup`."""
+    run(warmup)
+    _sync(device)
+    start = time.perf_counter()
+    run(steps)
+    _sync(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def host_waits_per_step(run: Callable[[int], None], device: torch.device, steps: int) -> float | None:
+    """How often per step the host waits for the device in `run` (CUDA's sync debug mode); None off CUDA.
+
+    The loop reads each step's loss once the next step is queued: about one wait per step."""
+    if device.type != "cuda":
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run(steps)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(warning.message) for warning in caught) / steps
+
+
 def time_loader(loader: DataLoader, *, steps: int, warmup: int) -> float:
     """Images per second the loader alone delivers."""
-    batches, seen, start = iter(_forever(loader)), 0, 0.0
+    batches, seen, start = _forever(loader), 0, 0.0
     for step in range(warmup + steps):
         if step == warmup:
             start, seen = time.perf_counter(), 0
@@ -120,15 +160,14 @@ def time_loader(loader: DataLoader, *, steps: int, warmup: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def time_model_step(device: torch.device, size: int, batch: int, *, steps: int, warmup: int, precision: str, augment: BatchAugment | None = None) -> float:
-    """Images per second of the project's train step (after `augment`, if given) on a batch already on the device."""
+def time_model_step(device: torch.device, size: int, batch: int, settings: TrainingParams, augment: BatchAugment | None, *, steps: int, warmup: int) -> float:
+    """Images per second of the project's loop (after `augment`, if given) on one batch already on the device."""
     if augment is None:
         images = torch.randn(batch, 3, size, size, device=device)
     else:
         images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
-    labels = torch.randint(0, len(CLASSES), (batch,), device=device)
-    loader = [(images, labels)]
-    return time_training(loader, device, fast=True, steps=steps, warmup=warmup, precision=precision, augment=augment)
+    labels = torch.randint(0, len(CLASSES), (batch,))  # on the host, as the loader delivers them
+    return time_project(project_loop([(images, labels)], device, settings, augment), device, batch, steps=steps, warmup=warmup)
 
 
 def _forever(loader):
@@ -147,6 +186,7 @@ def main() -> None:
     parser.add_argument("--baseline-workers", type=int, default=4, help="baseline loader workers")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="the project path's training.precision")
     parser.add_argument("--augment-on", choices=("loader", "device"), default="loader", help="the project path's training.augment_on")
+    parser.add_argument("--compile", choices=("none", "default", "reduce-overhead", "max-autotune"), default="none", help="the project path's training.compile (the warmup steps include compiling)")
     parser.add_argument("--out", type=Path, help="also write the report here (JSON)")
     args = parser.parse_args()
     device = select_device("auto")
@@ -157,14 +197,17 @@ def main() -> None:
         pin = device.type == "cuda"
         common = dict(batch_size=args.batch, shuffle=True, drop_last=True, pin_memory=pin)
         baseline_loader = DataLoader(JpegDataset(paths, targets, args.size), num_workers=args.baseline_workers, persistent_workers=args.baseline_workers > 0, **common)
-        augment = BatchAugment(AUGMENT, args.size) if args.augment_on == "device" else None
+        augment = BatchAugment(AUGMENT, args.size).to(device) if args.augment_on == "device" else None
+        settings = dataclasses.replace(load_params().training, precision=args.precision, augment_on=args.augment_on, compile=args.compile, learning_rate=1e-4, grad_clip_norm=0.0)
         project_set = ImageArrayDataset(array_path, manifest, v2.Identity() if augment else train_transform(params=AUGMENT, size=args.size))
         project_loader = DataLoader(project_set, num_workers=args.workers, persistent_workers=args.workers > 0, **common)
         timing = dict(steps=args.steps, warmup=args.warmup)
-        baseline = time_training(baseline_loader, device, fast=False, **timing)
-        project = time_training(project_loader, device, fast=True, precision=args.precision, augment=augment, **timing)
+        baseline = time_plain_loop(baseline_loader, device, **timing)
+        run = project_loop(project_loader, device, settings, augment)
+        project = time_project(run, device, args.batch, **timing)
+        waits = host_waits_per_step(run, device, min(args.steps, 10))
         loader_alone = time_loader(project_loader, **timing)
-        model_alone = time_model_step(device, args.size, args.batch, precision=args.precision, augment=augment, **timing)
+        model_alone = time_model_step(device, args.size, args.batch, settings, augment, **timing)
 
     report = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or device.type,
@@ -174,6 +217,7 @@ def main() -> None:
         "precision": args.precision,
         "loader_workers": args.workers,
         "augment_on": args.augment_on,
+        "compile": args.compile,
         "timed_steps": args.steps,
         "baseline_images_per_s": round(baseline, 1),
         "project_images_per_s": round(project, 1),
@@ -181,6 +225,7 @@ def main() -> None:
         "project_loader_images_per_s": round(loader_alone, 1),
         "model_step_images_per_s": round(model_alone, 1),
         "loader_over_model_step": round(loader_alone / model_alone, 2),
+        "host_waits_per_step": waits,
     }
     publish(report, args.out)
 

@@ -66,6 +66,24 @@ def make_loader(dataset: torch.utils.data.Dataset, *, batch_size: int, shuffle: 
     )
 
 
+def crowded_cores(workers: int, processes: int, cores: int) -> str | None:
+    """A warning when `processes` training processes with `workers` loader workers each want
+    more CPU cores than the `cores` this machine gives them; None when they fit."""
+    busy = (workers + 1) * processes
+    if busy <= cores:
+        return None
+    return (
+        f"training.num_workers {workers} with {processes} training process(es) makes {busy} busy processes "
+        f"on {cores} CPU cores: each training process competes with the loader workers for a core, and on a GPU "
+        f"that process launches every kernel (docs/benchmarks.md). Set training.num_workers to at most {max(0, cores // processes - 1)}."
+    )
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity, which containers and schedulers narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def train_step(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, images: torch.Tensor, labels: torch.Tensor, *, device: torch.device, dtype: torch.dtype | None, memory_format: torch.memory_format, clip_norm: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on a batch; returns (loss, logits), both still on `device`.
 
@@ -166,6 +184,9 @@ def fit(params: Params, balanced_dir: Path, prepared_dir: Path, model_path: Path
     train_set = ImageArrayDataset(balanced_dir / "train.npy", read_manifest(balanced_dir / "train.csv"), loader_transform)
     val_set = ImageArrayDataset(prepared_dir / "val.npy", read_manifest(prepared_dir / "val.csv"), eval_transform())
     batch_size, workers = settings.batch_size // world.size, settings.num_workers
+    warning = crowded_cores(workers, int(os.environ.get("LOCAL_WORLD_SIZE", world.size)), available_cores())
+    if warning and world.main:
+        log.warning(warning)
     train_sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank, seed=settings.seed) if world.distributed else None
     train_loader = make_loader(train_set, batch_size=batch_size, shuffle=True, workers=workers, device=device, seed=settings.seed, sampler=train_sampler)
     val_share = Subset(val_set, range(world.rank, len(val_set), world.size)) if world.distributed else val_set

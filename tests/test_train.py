@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 import math
 import os
 import signal
@@ -77,6 +78,40 @@ def test_non_finite_loss_names_epoch_and_step(tmp_path, bad_step):
             fit(params, tmp_path, tmp_path, tmp_path / "model.pt", RecordingLive())
     finally:
         torch.nn.CrossEntropyLoss.forward = original
+
+
+def test_each_steps_loss_is_read_only_after_the_next_step_is_queued(tmp_path, monkeypatch):
+    """Reading a loss makes the host wait for the device; read one step late, the device is
+    never left idle while the host prepares the next step."""
+    _tiny_sets(tmp_path, count=24)  # three steps per epoch
+    events, original, numbers = [], train.train_step, itertools.count()
+
+    class Loss:
+        def __init__(self, value, step):
+            self.value, self.step = value, step
+
+        def item(self):
+            events.append(("read", self.step))
+            return self.value.item()
+
+    def step(*args, **kwargs):
+        loss, logits = original(*args, **kwargs)
+        events.append(("step", next(numbers)))
+        return Loss(loss, events[-1][1]), logits
+
+    monkeypatch.setattr(train, "train_step", step)
+    fit(_params(epochs=1), tmp_path, tmp_path, tmp_path / "model.pt", RecordingLive())
+    assert events == [("step", 0), ("step", 1), ("read", 0), ("step", 2), ("read", 1), ("read", 2)]
+
+
+def test_loader_workers_that_crowd_the_cores_are_named():
+    assert train.crowded_cores(workers=8, processes=1, cores=16) is None
+    assert train.crowded_cores(workers=1, processes=1, cores=2) is None  # the sample profile here
+    message = train.crowded_cores(workers=16, processes=1, cores=16)
+    assert message.startswith("training.num_workers 16 with 1 training process(es) makes 17 busy processes on 16 CPU cores")
+    assert message.endswith("Set training.num_workers to at most 15.")
+    assert train.crowded_cores(workers=4, processes=4, cores=16).endswith("at most 3.")
+    assert train.available_cores() >= 1
 
 
 def test_saved_state_is_resumed_only_for_an_unfinished_run_of_the_same_settings(tmp_path):

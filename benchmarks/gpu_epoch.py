@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 
 from benchmarks import publish
 from benchmarks.train_throughput import make_data
+from stages.cores import available_cores
 from stages.params import load_params
 from stages.store import write_manifest
 from stages.train import fit
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--val-images", type=int, default=256)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--workers", type=int, default=min(8, available_cores()))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 

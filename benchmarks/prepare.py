@@ -28,6 +28,7 @@ import yaml
 from PIL import Image
 
 from benchmarks import publish
+from stages.cores import available_cores
 from stages.isic import GROUND_TRUTH_CSV, IMAGE_DIR, METADATA_CSV, ImageSource, load_image, read_labels
 from stages.make_sample import _lesion_recipe, render_image
 from stages.params import CLASSES
@@ -103,7 +104,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    workers = os.cpu_count() or 1
+    workers = available_cores()
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

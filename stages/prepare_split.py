@@ -21,6 +21,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from stages.cores import available_cores
 from stages.errors import DataError
 from stages.files import atomic_dir, write_json
 from stages.isic import ImageSource, load_image, read_labels
@@ -122,7 +123,7 @@ def main() -> None:
     labels = read_labels(args.data_root)
     split = split_by_lesion(labels, val_fraction=params.val_fraction, test_fraction=params.test_fraction, seed=params.seed)
     manifest = assign_rows(labels, split)
-    workers = params.workers or os.cpu_count() or 1
+    workers = params.workers or available_cores()
     with atomic_dir(args.out) as tmp:
         skipped = write_split_arrays(manifest, ImageSource(args.data_root), params, workers, tmp)
         if len(skipped):

@@ -28,6 +28,7 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from stages.batch_augment import BatchAugment
+from stages.cores import available_cores
 from stages.dataset import ImageArrayDataset
 from stages.distributed import World, backend_for, check_world, connect, cuda_device, disconnect, gather, launch, launched_world, share_buffers
 from stages.metrics import balanced_accuracy
@@ -77,11 +78,6 @@ def crowded_cores(workers: int, processes: int, cores: int) -> str | None:
         f"on {cores} CPU cores: each training process competes with the loader workers for a core, and on a GPU "
         f"that process launches every kernel (docs/benchmarks.md). Set training.num_workers to at most {max(0, cores // processes - 1)}."
     )
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity, which containers and schedulers narrow)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def train_step(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, images: torch.Tensor, labels: torch.Tensor, *, device: torch.device, dtype: torch.dtype | None, memory_format: torch.memory_format, clip_norm: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:

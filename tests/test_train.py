@@ -3,6 +3,8 @@ import itertools
 import math
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -10,6 +12,7 @@ import pytest
 import torch
 
 from benchmarks.gpu_epoch import RecordingLive
+from stages.cores import available_cores
 from stages.model import load_checkpoint
 from stages.params import CLASSES, load_params
 from stages.resume import fingerprint, load_state, save_state
@@ -111,7 +114,15 @@ def test_loader_workers_that_crowd_the_cores_are_named():
     assert message.startswith("training.num_workers 16 with 1 training process(es) makes 17 busy processes on 16 CPU cores")
     assert message.endswith("Set training.num_workers to at most 15.")
     assert train.crowded_cores(workers=4, processes=4, cores=16).endswith("at most 3.")
-    assert train.available_cores() >= 1
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this platform")
+def test_available_cores_follow_the_affinity_not_the_machine():
+    """A scheduler or container that gives the process one core gets one worker per stage, not os.cpu_count()."""
+    code = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); from stages.cores import available_cores; print(available_cores())"
+    narrowed = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert narrowed.stdout.strip() == "1"
+    assert available_cores() == len(os.sched_getaffinity(0))
 
 
 def test_saved_state_is_resumed_only_for_an_unfinished_run_of_the_same_settings(tmp_path):

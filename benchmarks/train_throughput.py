@@ -47,6 +47,7 @@ from stages.make_sample import plan_sample, write_sample
 from stages.batch_augment import BatchAugment
 from stages.cores import available_cores
 from stages.model import build_model, compile_model, configure_backends, memory_format, select_device
+from stages.optim import make_optimizer
 from stages.params import CLASSES, AugmentationParams, SampleParams, TrainingParams, load_params
 from stages.prepare_split import decode_all
 from stages.store import ImageWriter
@@ -119,7 +120,7 @@ def project_loop(loader, device: torch.device, settings: TrainingParams, augment
     torch.manual_seed(0)
     net = build_model("densenet121", len(CLASSES), "none").to(device, memory_format=memory_format(device))
     model = compile_model(net, settings.compile)
-    optimizer = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+    optimizer, _ = make_optimizer(net, settings)
     criterion = nn.CrossEntropyLoss()
     batches = _forever(loader)
     on_device = functools.partial(augment, generator=torch.Generator().manual_seed(0)) if augment else None

@@ -20,9 +20,9 @@ import torch
 
 from benchmarks import publish
 from benchmarks.train_throughput import AUGMENT
-from stages.batch_augment import BatchAugment
-from stages.model import select_device
-from stages.transforms import train_transform
+from skinlesion.model.device import select_device
+from skinlesion.transforms.augment import train_transform
+from skinlesion.transforms.batched import BatchAugment
 
 
 def _sync(device: torch.device) -> None:
@@ -40,7 +40,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = select_device("auto")
-    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (args.images, 3, args.size, args.size), dtype=np.uint8))
+    images = torch.from_numpy(
+        np.random.default_rng(0).integers(0, 256, (args.images, 3, args.size, args.size), dtype=np.uint8)
+    )
 
     per_image = train_transform(params=AUGMENT, size=args.size)
     torch.manual_seed(0)
@@ -60,16 +62,19 @@ def main() -> None:
     _sync(device)
     project = args.images / (time.perf_counter() - start)
 
-    publish({
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or device.type,
-        "torch": torch.__version__,
-        "image_size": args.size,
-        "batch_size": args.batch,
-        "cpu_threads": args.threads,
-        "per_image_images_per_s": round(baseline, 1),
-        "batched_images_per_s": round(project, 1),
-        "ratio": round(project / baseline, 2),
-    }, args.out)
+    publish(
+        {
+            "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or device.type,
+            "torch": torch.__version__,
+            "image_size": args.size,
+            "batch_size": args.batch,
+            "cpu_threads": args.threads,
+            "per_image_images_per_s": round(baseline, 1),
+            "batched_images_per_s": round(project, 1),
+            "ratio": round(project / baseline, 2),
+        },
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import yaml
 
 from benchmarks import publish
 from benchmarks.prepare import link_images, make_jpegs
-from stages.isic import GROUND_TRUTH_CSV, IMAGE_DIR, IMAGE_ZIP, METADATA_CSV, read_labels
+from skinlesion.data.isic import GROUND_TRUTH_CSV, IMAGE_DIR, IMAGE_ZIP, METADATA_CSV, read_labels
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {
@@ -39,7 +39,11 @@ SMALL = {
 
 def dvc(*args: str, cwd: Path) -> float:
     """Seconds one dvc command takes (it must succeed)."""
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, check=True, capture_output=True)
     return time.perf_counter() - start
@@ -81,7 +85,11 @@ def main() -> None:
             first = dvc("repro", cwd=repo)
             status = [dvc("status", cwd=repo) for _ in range(args.repeats)]
             noop = [dvc("repro", cwd=repo) for _ in range(args.repeats)]
-            report[label] = {"first_repro_s": round(first, 1), "status_s": round(statistics.median(status), 2), "noop_repro_s": round(statistics.median(noop), 2)}
+            report[label] = {
+                "first_repro_s": round(first, 1),
+                "status_s": round(statistics.median(status), 2),
+                "noop_repro_s": round(statistics.median(noop), 2),
+            }
     report["status_folder_over_zip"] = round(report["folder_of_jpegs"]["status_s"] / report["one_zip"]["status_s"], 2)
     publish(report, args.out)
 

@@ -1,6 +1,6 @@
 """One short training epoch through the train stage's own fit(), timed, on generated data.
 
-Runs where only torch and torchvision are installed (no DVC): a stand-in records what
+Runs where only torch and torchvision are installed (no DVC): MemoryLive records what
 DVCLive would log. Used by benchmarks/gpu_check.sh on GPU machines.
 
     python -m benchmarks.gpu_epoch --images 1024 --size 224 --out epoch.json
@@ -9,7 +9,6 @@ DVCLive would log. Used by benchmarks/gpu_check.sh on GPU machines.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -18,24 +17,12 @@ import torch
 
 from benchmarks import publish
 from benchmarks.train_throughput import make_data
-from stages.cores import available_cores
-from stages.params import load_params
-from stages.store import write_manifest
-from stages.train import fit
-
-
-class RecordingLive:
-    """What fit() needs of dvclive.Live (log_metric, summary, step, next_step), in memory."""
-
-    def __init__(self):
-        self.summary, self.history, self.step, self._values = {}, [], 0, {}
-
-    def log_metric(self, name: str, value: float) -> None:
-        self._values[name] = float(value)
-
-    def next_step(self) -> None:
-        self.history.append(self._values)
-        self._values, self.step = {}, self.step + 1
+from skinlesion.config import load_params
+from skinlesion.cores import available_cores
+from skinlesion.data.arrays import write_manifest
+from skinlesion.training.live import MemoryLive
+from skinlesion.training.loop import fit
+from skinlesion.training.params import TrainRun
 
 
 def main() -> None:
@@ -48,11 +35,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    params = load_params()
-    params = dataclasses.replace(
-        params,
-        prepare=dataclasses.replace(params.prepare, image_size=args.size),
-        training=dataclasses.replace(params.training, epochs=args.epochs, num_workers=args.workers),
+    params = load_params(TrainRun)
+    params = params.model_copy(
+        update={
+            "prepare": params.prepare.model_copy(update={"image_size": args.size}),
+            "training": params.training.model_copy(update={"epochs": args.epochs, "num_workers": args.workers}),
+        }
     )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -60,7 +48,7 @@ def main() -> None:
         write_manifest(manifest, work / "train.csv")
         (work / "val.npy").symlink_to(array_path)
         write_manifest(manifest.head(args.val_images), work / "val.csv")
-        live = RecordingLive()
+        live = MemoryLive()
         start = time.perf_counter()
         best = fit(params, work, work, work / "model.pt", live)
         seconds = time.perf_counter() - start

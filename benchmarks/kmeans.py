@@ -19,9 +19,8 @@ import pandas as pd
 from sklearn.cluster import KMeans
 
 from benchmarks import publish
-from stages.kmeans_undersample import undersample
-from stages.params import SamplingParams
-from stages.store import ImageWriter, open_images
+from skinlesion.data.arrays import ImageWriter, open_images
+from skinlesion.resampling.kmeans import SamplingParams, undersample
 
 
 def make_images(path: Path, count: int, size: int, seed: int = 0) -> None:
@@ -45,10 +44,20 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    params = SamplingParams(majority_classes=("NV",), majority_target=args.target, minority_target=1, kmeans_clusters=8, seed=0)
+    params = SamplingParams(
+        majority_classes=("NV",), majority_target=args.target, minority_target=1, kmeans_clusters=8, seed=0
+    )
 
     def project_seconds(images: np.ndarray, count: int, target: int) -> float:
-        manifest = pd.DataFrame({"image": [f"ISIC_{i:07d}" for i in range(count)], "label": "NV", "lesion_id": "", "split": "train", "row": np.arange(count)})
+        manifest = pd.DataFrame(
+            {
+                "image": [f"ISIC_{i:07d}" for i in range(count)],
+                "label": "NV",
+                "lesion_id": "",
+                "split": "train",
+                "row": np.arange(count),
+            }
+        )
         start = time.perf_counter()
         kept, _ = undersample(manifest, images, SamplingParams(**{**params.__dict__, "majority_target": target}))
         assert len(kept) == target

@@ -18,12 +18,22 @@ import torch
 from torch import nn
 
 from benchmarks import publish
-from stages.model import autocast_dtype, build_model, compile_model, configure_backends, select_device
-from stages.params import CLASSES
-from stages.train import train_step
+from skinlesion.classes import CLASSES
+from skinlesion.model.architectures import build_model
+from skinlesion.model.device import autocast_dtype, compile_model, configure_backends, select_device
+from skinlesion.training.loop import train_step
 
 
-def images_per_second(device: torch.device, size: int, batch: int, dtype: torch.dtype | None, layout: torch.memory_format, steps: int, warmup: int, compile_mode: str = "none") -> float:
+def images_per_second(
+    device: torch.device,
+    size: int,
+    batch: int,
+    dtype: torch.dtype | None,
+    layout: torch.memory_format,
+    steps: int,
+    warmup: int,
+    compile_mode: str = "none",
+) -> float:
     torch.manual_seed(0)
     net = build_model("densenet121", len(CLASSES), "none").to(device, memory_format=layout).train()
     model = compile_model(net, compile_mode)
@@ -37,7 +47,7 @@ def images_per_second(device: torch.device, size: int, batch: int, dtype: torch.
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        train_step(model, criterion, optimizer, scaler, images, labels, device=device, dtype=dtype, memory_format=layout)
+        train_step(model, criterion, optimizer, scaler, images, labels, device=device, dtype=dtype, layout=layout)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return batch * steps / (time.perf_counter() - start)
@@ -49,7 +59,13 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--compile", nargs="*", default=[], choices=("default", "reduce-overhead", "max-autotune"), help="also time these torch.compile modes (fp32, channels_last on CUDA); the warmup steps include compiling")
+    parser.add_argument(
+        "--compile",
+        nargs="*",
+        default=[],
+        choices=("default", "reduce-overhead", "max-autotune"),
+        help="also time these torch.compile modes (fp32, channels_last on CUDA); the warmup steps include compiling",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     device = select_device("auto")
@@ -60,14 +76,34 @@ def main() -> None:
         for dtype in (None, mixed) if mixed else (None,):
             for layout in (torch.contiguous_format, torch.channels_last):
                 rate = images_per_second(device, args.size, batch, dtype, layout, args.steps, args.warmup)
-                rows.append({"batch": batch, "precision": str(dtype or torch.float32).removeprefix("torch."), "layout": str(layout).removeprefix("torch."), "images_per_s": round(rate, 1)})
+                rows.append(
+                    {
+                        "batch": batch,
+                        "precision": str(dtype or torch.float32).removeprefix("torch."),
+                        "layout": str(layout).removeprefix("torch."),
+                        "images_per_s": round(rate, 1),
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
         for mode in args.compile:
             layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
             rate = images_per_second(device, args.size, batch, None, layout, args.steps, args.warmup, mode)
-            rows.append({"batch": batch, "precision": "float32", "layout": str(layout).removeprefix("torch."), "compile": mode, "images_per_s": round(rate, 1)})
+            rows.append(
+                {
+                    "batch": batch,
+                    "precision": "float32",
+                    "layout": str(layout).removeprefix("torch."),
+                    "compile": mode,
+                    "images_per_s": round(rate, 1),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
-    report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__, "image_size": args.size, "rows": rows}
+    report = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "image_size": args.size,
+        "rows": rows,
+    }
     publish(report, args.out)
 
 

@@ -28,11 +28,12 @@ import yaml
 from PIL import Image
 
 from benchmarks import publish
-from stages.cores import available_cores
-from stages.isic import GROUND_TRUTH_CSV, IMAGE_DIR, METADATA_CSV, ImageSource, load_image, read_labels
-from stages.make_sample import _lesion_recipe, render_image
-from stages.params import CLASSES
-from stages.prepare_split import decode_all
+from skinlesion.classes import CLASSES
+from skinlesion.cores import available_cores
+from skinlesion.data.images import load_image
+from skinlesion.data.isic import GROUND_TRUTH_CSV, IMAGE_DIR, METADATA_CSV, ImageSource, read_labels
+from skinlesion.data.prepare import decode_all
+from skinlesion.data.synthetic import _lesion_recipe, render_image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,9 +80,21 @@ def run_stage_with_peak_memory(folder: Path, data_root: Path, size: int) -> dict
     params["prepare"].update(image_size=size, workers=0)
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "stages.prepare_split", "--data-root", str(data_root), "--out", "prepared", "--metrics", "data.json"]
+    command = [
+        sys.executable,
+        "-m",
+        "stages.prepare_split",
+        "--data-root",
+        str(data_root),
+        "--out",
+        "prepared",
+        "--metrics",
+        "data.json",
+    ]
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     parent, peak = psutil.Process(process.pid), 0
     while process.poll() is None:
         try:
@@ -93,12 +106,18 @@ def run_stage_with_peak_memory(folder: Path, data_root: Path, size: int) -> dict
     if process.returncode:
         raise RuntimeError(process.stderr.read())
     arrays = sum(f.stat().st_size for f in (folder / "prepared").glob("*.npy"))
-    return {"wall_s": round(time.perf_counter() - start, 1), "peak_rss_mb": round(peak / 2**20), "arrays_on_disk_mb": round(arrays / 2**20)}
+    return {
+        "wall_s": round(time.perf_counter() - start, 1),
+        "peak_rss_mb": round(peak / 2**20),
+        "arrays_on_disk_mb": round(arrays / 2**20),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--labels", type=Path, help="folder with the real ISIC 2019 CSVs: runs the full-scale memory run")
+    parser.add_argument(
+        "--labels", type=Path, help="folder with the real ISIC 2019 CSVs: runs the full-scale memory run"
+    )
     parser.add_argument("--throughput-images", type=int, default=240)
     parser.add_argument("--pool", type=int, default=48, help="distinct JPEGs generated")
     parser.add_argument("--size", type=int, default=224)

@@ -29,8 +29,8 @@ import platform
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -41,20 +41,27 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from benchmarks import publish
-from stages.dataset import ImageArrayDataset
-from stages.isic import IMAGE_DIR, ImageSource, load_image
-from stages.make_sample import plan_sample, write_sample
-from stages.batch_augment import BatchAugment
-from stages.cores import available_cores
-from stages.model import build_model, compile_model, configure_backends, memory_format, select_device
-from stages.optim import make_optimizer
-from stages.params import CLASSES, AugmentationParams, SampleParams, TrainingParams, load_params
-from stages.prepare_split import decode_all
-from stages.store import ImageWriter
-from stages.train import train_one_epoch, train_step
-from stages.transforms import normalize, train_transform
+from skinlesion.classes import CLASSES
+from skinlesion.config import load_params
+from skinlesion.cores import available_cores
+from skinlesion.data.arrays import ImageWriter
+from skinlesion.data.dataset import ImageArrayDataset
+from skinlesion.data.images import load_image
+from skinlesion.data.isic import IMAGE_DIR, ImageSource
+from skinlesion.data.prepare import decode_all
+from skinlesion.data.synthetic import SampleParams, plan_sample, write_sample
+from skinlesion.model.architectures import build_model
+from skinlesion.model.device import autocast_dtype, compile_model, configure_backends, memory_format, select_device
+from skinlesion.training.loop import Trainer, train_one_epoch
+from skinlesion.training.optim import make_optimizer
+from skinlesion.training.params import TrainingParams, TrainRun
+from skinlesion.transforms.augment import AugmentationParams, train_transform
+from skinlesion.transforms.batched import BatchAugment
+from skinlesion.transforms.normalize import normalize
 
-AUGMENT = AugmentationParams(rotation_range=30, h_flip=True, v_flip=True, color_jitter=(0.2, 0.2, 0.2, 0.1), crop_scale=(0.8, 1.0), seed=0)
+AUGMENT = AugmentationParams(
+    rotation_range=30, h_flip=True, v_flip=True, color_jitter=(0.2, 0.2, 0.2, 0.1), crop_scale=(0.8, 1.0), seed=0
+)
 
 
 class JpegDataset(Dataset):
@@ -63,7 +70,15 @@ class JpegDataset(Dataset):
 
     def __init__(self, paths: list[Path], targets: np.ndarray, size: int):
         self.paths, self.targets = paths, targets
-        self.transform = v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip(), v2.RandomRotation(10), v2.PILToTensor(), normalize()])
+        self.transform = v2.Compose(
+            [
+                v2.RandomResizedCrop(size, antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.RandomRotation(10),
+                v2.PILToTensor(),
+                normalize(),
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -80,9 +95,19 @@ def make_data(work: Path, count: int, size: int, workers: int) -> tuple[list[Pat
     paths = [work / "sample" / IMAGE_DIR / f"{row['image']}.jpg" for row in rows]
     decode = functools.partial(load_image, size=size)
     with ImageWriter(work / "train.npy", len(paths), size) as array:
-        for i, (pixels, _) in enumerate(decode_all(ImageSource(work / "sample"), [row["image"] for row in rows], decode, workers)):
+        for i, (pixels, _) in enumerate(
+            decode_all(ImageSource(work / "sample"), [row["image"] for row in rows], decode, workers)
+        ):
             array.write(i, pixels)
-    manifest = pd.DataFrame({"image": [r["image"] for r in rows], "label": [r["label"] for r in rows], "lesion_id": "", "split": "train", "row": np.arange(len(rows))})
+    manifest = pd.DataFrame(
+        {
+            "image": [r["image"] for r in rows],
+            "label": [r["label"] for r in rows],
+            "lesion_id": "",
+            "split": "train",
+            "row": np.arange(len(rows)),
+        }
+    )
     targets = manifest["label"].map(CLASSES.index).to_numpy()
     return paths, targets, work / "train.npy", manifest
 
@@ -98,7 +123,6 @@ def time_plain_loop(loader: DataLoader, device: torch.device, *, steps: int, war
     torch.manual_seed(0)
     model = build_model("densenet121", len(CLASSES), "none").to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    scaler = torch.amp.GradScaler(enabled=False)
     criterion = nn.CrossEntropyLoss()
     batches, seen, start, running_loss, correct = _forever(loader), 0, 0.0, 0.0, 0
     for step in range(warmup + steps):
@@ -106,7 +130,12 @@ def time_plain_loop(loader: DataLoader, device: torch.device, *, steps: int, war
             _sync(device)
             start, seen = time.perf_counter(), 0
         images, labels = next(batches)
-        loss, logits = train_step(model, criterion, optimizer, scaler, images, labels, device=device, dtype=None, memory_format=torch.contiguous_format)
+        images, labels = images.to(device), labels.to(device)
+        optimizer.zero_grad()
+        logits = model(images)
+        loss = criterion(logits, labels)
+        loss.backward()
+        optimizer.step()
         running_loss += loss.item()
         correct += (logits.argmax(dim=1) == labels.to(device)).sum().item()
         seen += len(labels)
@@ -114,19 +143,35 @@ def time_plain_loop(loader: DataLoader, device: torch.device, *, steps: int, war
     return seen / (time.perf_counter() - start)
 
 
-def project_loop(loader, device: torch.device, settings: TrainingParams, augment: BatchAugment | None) -> Callable[[int], None]:
+def project_loop(
+    loader, device: torch.device, settings: TrainingParams, augment: BatchAugment | None
+) -> Callable[[int], None]:
     """The train stage's epoch loop on a fresh DenseNet121, as a function of how many batches
     of `loader` (cycled) to train on."""
     torch.manual_seed(0)
     net = build_model("densenet121", len(CLASSES), "none").to(device, memory_format=memory_format(device))
-    model = compile_model(net, settings.compile)
-    optimizer, _ = make_optimizer(net, settings)
-    criterion = nn.CrossEntropyLoss()
-    batches = _forever(loader)
-    on_device = functools.partial(augment, generator=torch.Generator().manual_seed(0)) if augment else None
+    optimizer, scheduler = make_optimizer(net, settings)
+    trainer = Trainer(
+        net=net,
+        model=compile_model(net, settings.compile),
+        criterion=nn.CrossEntropyLoss(),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler(enabled=autocast_dtype(device, settings.precision) == torch.float16),
+        train_loader=loader,
+        val_loader=loader,
+        device=device,
+        augment=augment,
+    )
+    batches, generator = _forever(loader), torch.Generator().manual_seed(0)
 
     def run(count: int) -> None:
-        train_one_epoch(model, criterion, optimizer, itertools.islice(batches, count), device, 0, settings, augment=on_device)
+        train_one_epoch(
+            dataclasses.replace(trainer, train_loader=itertools.islice(batches, count)),
+            0,
+            settings,
+            generator=generator,
+        )
 
     return run
 
@@ -167,14 +212,25 @@ def time_loader(loader: DataLoader, *, steps: int, warmup: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def time_model_step(device: torch.device, size: int, batch: int, settings: TrainingParams, augment: BatchAugment | None, *, steps: int, warmup: int) -> float:
+def time_model_step(
+    device: torch.device,
+    size: int,
+    batch: int,
+    settings: TrainingParams,
+    augment: BatchAugment | None,
+    *,
+    steps: int,
+    warmup: int,
+) -> float:
     """Images per second of the project's loop (after `augment`, if given) on one batch already on the device."""
     if augment is None:
         images = torch.randn(batch, 3, size, size, device=device)
     else:
         images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
     labels = torch.randint(0, len(CLASSES), (batch,))  # on the host, as the loader delivers them
-    return time_project(project_loop([(images, labels)], device, settings, augment), device, batch, steps=steps, warmup=warmup)
+    return time_project(
+        project_loop([(images, labels)], device, settings, augment), device, batch, steps=steps, warmup=warmup
+    )
 
 
 def _forever(loader):
@@ -191,9 +247,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--workers", type=int, default=available_cores(), help="project loader workers")
     parser.add_argument("--baseline-workers", type=int, default=4, help="baseline loader workers")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="the project path's training.precision")
-    parser.add_argument("--augment-on", choices=("loader", "device"), default="loader", help="the project path's training.augment_on")
-    parser.add_argument("--compile", choices=("none", "default", "reduce-overhead", "max-autotune"), default="none", help="the project path's training.compile (the warmup steps include compiling)")
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="the project path's training.precision"
+    )
+    parser.add_argument(
+        "--augment-on", choices=("loader", "device"), default="loader", help="the project path's training.augment_on"
+    )
+    parser.add_argument(
+        "--compile",
+        choices=("none", "default", "reduce-overhead", "max-autotune"),
+        default="none",
+        help="the project path's training.compile (the warmup steps include compiling)",
+    )
     parser.add_argument("--out", type=Path, help="also write the report here (JSON)")
     args = parser.parse_args()
     device = select_device("auto")
@@ -203,11 +268,27 @@ def main() -> None:
         paths, targets, array_path, manifest = make_data(Path(tmp), args.images, args.size, args.workers)
         pin = device.type == "cuda"
         common = dict(batch_size=args.batch, shuffle=True, drop_last=True, pin_memory=pin)
-        baseline_loader = DataLoader(JpegDataset(paths, targets, args.size), num_workers=args.baseline_workers, persistent_workers=args.baseline_workers > 0, **common)
+        baseline_loader = DataLoader(
+            JpegDataset(paths, targets, args.size),
+            num_workers=args.baseline_workers,
+            persistent_workers=args.baseline_workers > 0,
+            **common,
+        )
         augment = BatchAugment(AUGMENT, args.size).to(device) if args.augment_on == "device" else None
-        settings = dataclasses.replace(load_params().training, precision=args.precision, augment_on=args.augment_on, compile=args.compile, learning_rate=1e-4, grad_clip_norm=0.0)
-        project_set = ImageArrayDataset(array_path, manifest, v2.Identity() if augment else train_transform(params=AUGMENT, size=args.size))
-        project_loader = DataLoader(project_set, num_workers=args.workers, persistent_workers=args.workers > 0, **common)
+        changes = dict(
+            precision=args.precision,
+            augment_on=args.augment_on,
+            compile=args.compile,
+            learning_rate=1e-4,
+            grad_clip_norm=0.0,
+        )
+        settings = load_params(TrainRun).training.model_copy(update=changes)
+        project_set = ImageArrayDataset(
+            array_path, manifest, v2.Identity() if augment else train_transform(params=AUGMENT, size=args.size)
+        )
+        project_loader = DataLoader(
+            project_set, num_workers=args.workers, persistent_workers=args.workers > 0, **common
+        )
         timing = dict(steps=args.steps, warmup=args.warmup)
         baseline = time_plain_loop(baseline_loader, device, **timing)
         run = project_loop(project_loader, device, settings, augment)

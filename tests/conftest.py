@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.params import CLASSES
+from skinlesion.classes import CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,10 +46,23 @@ def write_params(folder: Path, overrides: dict[str, dict]) -> Path:
     return path
 
 
-def run_stage(module: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m stages.<module> ARGS` in `cwd` (which holds a params.yaml), with extra `env`."""
+def run_module(
+    module: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess:
+    """Run `python -m MODULE ARGS` in `cwd` with the repository importable, with extra `env`."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "DVC_NO_ANALYTICS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", f"stages.{module}", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    command = [sys.executable, "-m", module, *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_stage(module: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run the stage `python -m stages.<module> ARGS` in `cwd` (which holds a params.yaml)."""
+    return run_module(f"stages.{module}", *args, **kwargs)
+
+
+def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run the `skinlesion` command (as `python -m skinlesion ARGS`)."""
+    return run_module("skinlesion", *args, **kwargs)
 
 
 # The pipeline driven through the real dvc CLI, on a tiny copy of the repository.
@@ -64,7 +77,11 @@ TINY = {
 
 def run_command(*args: str, cwd: Path) -> str:
     """Run a command (the venv's executables first on PATH); fail the test if it fails."""
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
@@ -81,9 +98,19 @@ def stages_run(output: str) -> list[str]:
 
 def copy_repo(root: Path, overrides: dict) -> Path:
     """A git+DVC copy of the project's tracked and untracked-but-not-ignored files."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for name in files:
-        if (REPO / name).is_file() and not name.startswith(("metrics/", "plots/", "dvclive/", "eval/")) and name != "dvc.lock":
+        if (
+            (REPO / name).is_file()
+            and not name.startswith(("metrics/", "plots/", "dvclive/", "eval/"))
+            and name != "dvc.lock"
+        ):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
     write_params(root, overrides)

@@ -8,14 +8,24 @@ import random
 import pytest
 import torch
 import torchvision
+from conftest import run_module, write_params
 
-from stages.model import WeightsError, build_model, load_checkpoint, save_checkpoint
-from stages.params import CLASSES
-from stages.resume import load_state
+from skinlesion.classes import CLASSES
+from skinlesion.model.architectures import WeightsError, build_model
+from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
+from skinlesion.training.resume import load_state
 
-from conftest import run_stage, write_params
-
-INFO = dict(arch="densenet121", classes=list(CLASSES), image_size=64, crop_border=False, color_constancy=False, mean=[0.5] * 3, std=[0.2] * 3, epoch=0, val_balanced_accuracy=0.0)
+INFO = dict(
+    arch="densenet121",
+    classes=list(CLASSES),
+    image_size=64,
+    crop_border=False,
+    color_constancy=False,
+    mean=[0.5] * 3,
+    std=[0.2] * 3,
+    epoch=0,
+    val_balanced_accuracy=0.0,
+)
 
 
 class _Exploit:
@@ -40,17 +50,35 @@ def corpus(tmp_path_factory):
     save_checkpoint(folder / "good.pt", build_model("densenet121", 8, "none"), **INFO)
     shuffled = random.Random(0).sample(list(CLASSES), len(CLASSES))
     files = {
-        "other architecture": (lambda p: _checkpoint(p, build_model("resnet50", 8, "none").state_dict()), "weights do not fit densenet121 with 8 classes"),
-        "other class count": (lambda p: save_checkpoint(p, build_model("densenet121", 7, "none"), **INFO), "weights do not fit densenet121 with 8 classes"),
+        "other architecture": (
+            lambda p: _checkpoint(p, build_model("resnet50", 8, "none").state_dict()),
+            "weights do not fit densenet121 with 8 classes",
+        ),
+        "other class count": (
+            lambda p: save_checkpoint(p, build_model("densenet121", 7, "none"), **INFO),
+            "weights do not fit densenet121 with 8 classes",
+        ),
         "classes in another order": (lambda p: _checkpoint(p, densenet, classes=shuffled), "the model predicts"),
         "unknown architecture": (lambda p: _checkpoint(p, densenet, arch="vgg16"), "unknown architecture 'vgg16'"),
-        "bare torchvision weights": (lambda p: torch.save(torchvision.models.densenet121(weights=None).state_dict(), p), "not a model of this project (missing"),
-        "a tensor, not a checkpoint": (lambda p: torch.save(torch.zeros(3), p), "not a model of this project (holds a Tensor)"),
+        "bare torchvision weights": (
+            lambda p: torch.save(torchvision.models.densenet121(weights=None).state_dict(), p),
+            "not a model of this project (missing",
+        ),
+        "a tensor, not a checkpoint": (
+            lambda p: torch.save(torch.zeros(3), p),
+            "not a model of this project (holds a Tensor)",
+        ),
         "state_dict that is a list": (lambda p: _checkpoint(p, [1, 2, 3]), "weights do not fit"),
-        "pickle that runs code": (lambda p: p.write_bytes(pickle.dumps({"state_dict": _Exploit(str(folder / "pwned"))})), "not a loadable model file"),
+        "pickle that runs code": (
+            lambda p: p.write_bytes(pickle.dumps({"state_dict": _Exploit(str(folder / "pwned"))})),
+            "not a loadable model file",
+        ),
         "text file": (lambda p: p.write_text("not a model\n"), "not a loadable model file"),
         "zero bytes": (lambda p: p.write_bytes(b""), "not a loadable model file"),
-        "truncated checkpoint": (lambda p: p.write_bytes((folder / "good.pt").read_bytes()[:100_000]), "not a loadable model file"),
+        "truncated checkpoint": (
+            lambda p: p.write_bytes((folder / "good.pt").read_bytes()[:100_000]),
+            "not a loadable model file",
+        ),
     }
     made = {}
     for number, (name, (make, message)) in enumerate(files.items()):
@@ -61,8 +89,17 @@ def corpus(tmp_path_factory):
 
 
 CASES = [
-    "other architecture", "other class count", "classes in another order", "unknown architecture", "bare torchvision weights",
-    "a tensor, not a checkpoint", "state_dict that is a list", "pickle that runs code", "text file", "zero bytes", "truncated checkpoint",
+    "other architecture",
+    "other class count",
+    "classes in another order",
+    "unknown architecture",
+    "bare torchvision weights",
+    "a tensor, not a checkpoint",
+    "state_dict that is a list",
+    "pickle that runs code",
+    "text file",
+    "zero bytes",
+    "truncated checkpoint",
 ]
 
 
@@ -95,16 +132,31 @@ def test_weights_and_training_state_readers_never_run_a_pickle(corpus, tmp_path)
 
 
 @pytest.mark.parametrize(
-    "stage, args",
+    "module, args",
     [
-        ("evaluate", ["--prepared", "prepared", "--metrics", "metrics/eval.json", "--predictions", "eval/predictions.csv", "--curves", "eval/curves"]),
-        ("gradcam", ["--prepared", "prepared", "--predictions", "eval/predictions.csv", "--out", "plots/gradcam"]),
-        ("predict", ["image.jpg"]),
+        (
+            "stages.evaluate",
+            [
+                "--prepared",
+                "prepared",
+                "--metrics",
+                "metrics/eval.json",
+                "--predictions",
+                "eval/predictions.csv",
+                "--curves",
+                "eval/curves",
+            ],
+        ),
+        (
+            "stages.gradcam",
+            ["--prepared", "prepared", "--predictions", "eval/predictions.csv", "--out", "plots/gradcam"],
+        ),
+        ("skinlesion.predict", ["image.jpg"]),
     ],
 )
-def test_each_reader_stage_stops_naming_the_file_and_writes_nothing(corpus, tmp_path, stage, args):
+def test_each_reader_stage_stops_naming_the_file_and_writes_nothing(corpus, tmp_path, module, args):
     write_params(tmp_path, {})
     path, message = corpus["other architecture"]
-    result = run_stage(stage, "--model", str(path), *args, cwd=tmp_path)
+    result = run_module(module, "--model", str(path), *args, cwd=tmp_path)
     assert result.returncode != 0 and f"{path}: {message}" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

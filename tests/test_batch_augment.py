@@ -8,11 +8,13 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from stages.batch_augment import BatchAugment, Draw
-from stages.params import AugmentationParams
-from stages.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
+from skinlesion.transforms.augment import AugmentationParams
+from skinlesion.transforms.batched import BatchAugment, Draw
+from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
 
-PARAMS = AugmentationParams(rotation_range=30, h_flip=True, v_flip=True, color_jitter=(0.2, 0.2, 0.2, 0.1), crop_scale=(0.8, 1.0), seed=0)
+PARAMS = AugmentationParams(
+    rotation_range=30, h_flip=True, v_flip=True, color_jitter=(0.2, 0.2, 0.2, 0.1), crop_scale=(0.8, 1.0), seed=0
+)
 
 
 def _images(batch=4, size=16, seed=0) -> torch.Tensor:
@@ -25,7 +27,13 @@ def _plain(images: torch.Tensor) -> torch.Tensor:
 
 
 def _with(draw: Draw, **changes) -> Draw:
-    return dataclasses.replace(draw, **{name: torch.as_tensor(value, dtype=torch.float32).expand(len(draw.width)).clone() for name, value in changes.items()})
+    return dataclasses.replace(
+        draw,
+        **{
+            name: torch.as_tensor(value, dtype=torch.float32).expand(len(draw.width)).clone()
+            for name, value in changes.items()
+        },
+    )
 
 
 def test_identity_draw_returns_the_normalised_images():
@@ -46,7 +54,9 @@ def test_flips_and_quarter_turns_are_exact():
 
 def test_crop_equals_torchvisions_resized_crop_inside_the_border():
     images = _images(size=32)
-    draw = _with(Draw.identity(4, 32, 32), width=0.5, height=0.5, center_x=12.0, center_y=20.0)  # the 16x16 crop at (4, 12)
+    draw = _with(
+        Draw.identity(4, 32, 32), width=0.5, height=0.5, center_x=12.0, center_y=20.0
+    )  # the 16x16 crop at (4, 12)
     out = BatchAugment(PARAMS, 32).apply(images, draw)
     cropped = TF.resized_crop(images.float() / 255, top=12, left=4, height=16, width=16, size=[32, 32], antialias=False)
     reference = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(cropped)  # in float: torchvision rounds uint8 to uint8
@@ -55,7 +65,9 @@ def test_crop_equals_torchvisions_resized_crop_inside_the_border():
 
 def test_rotation_fills_with_black_what_comes_from_outside_the_crop():
     white = torch.full((1, 3, 32, 32), 255, dtype=torch.uint8)
-    out = BatchAugment(PARAMS, 32).apply(white, _with(Draw.identity(1, 32, 32), angle=45)) * 0.229 + 0.485  # red channel back to [0, 1]
+    out = (
+        BatchAugment(PARAMS, 32).apply(white, _with(Draw.identity(1, 32, 32), angle=45)) * 0.229 + 0.485
+    )  # red channel back to [0, 1]
     assert out[0, 0, 0, 0] == pytest.approx(0, abs=1e-4) and out[0, 0, 16, 16] == pytest.approx(1, abs=1e-4)
 
 
@@ -71,7 +83,12 @@ def test_colour_adjustments_follow_torchvision():
     ]:
         out = augment.apply(images, _with(identity, **{name: factors}))
         floats = images.float() / 255
-        reference = torch.stack([v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(function(image, factor)) for image, factor in zip(floats, factors)])
+        reference = torch.stack(
+            [
+                v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(function(image, factor))
+                for image, factor in zip(floats, factors)
+            ]
+        )
         assert torch.allclose(out, reference, atol=1e-4), name
 
 
@@ -81,8 +98,13 @@ def test_draws_follow_the_params_and_the_generator():
     area = draw.width * draw.height
     assert area.min() >= 0.8 - 1e-6 and area.max() <= 1.0 + 1e-6
     assert (draw.width <= 1).all() and (draw.height <= 1).all()
-    assert (draw.center_x - draw.width * 8 >= -1e-4).all() and (draw.center_x + draw.width * 8 <= 16 + 1e-4).all()  # inside the image
-    assert abs(float((draw.flip_x < 0).float().mean()) - 0.5) < 0.03 and abs(float((draw.flip_y < 0).float().mean()) - 0.5) < 0.03
+    assert (draw.center_x - draw.width * 8 >= -1e-4).all() and (
+        draw.center_x + draw.width * 8 <= 16 + 1e-4
+    ).all()  # inside the image
+    assert (
+        abs(float((draw.flip_x < 0).float().mean()) - 0.5) < 0.03
+        and abs(float((draw.flip_y < 0).float().mean()) - 0.5) < 0.03
+    )
     assert draw.angle.abs().max() <= 30 and abs(float(draw.angle.mean())) < 1.0
     assert draw.brightness.min() >= 0.8 and draw.brightness.max() <= 1.2 and draw.hue.abs().max() <= 0.1
     images = _images()
@@ -93,7 +115,11 @@ def test_draws_follow_the_params_and_the_generator():
 
 
 def test_switched_off_options_draw_nothing():
-    params = dataclasses.replace(PARAMS, h_flip=False, v_flip=False, rotation_range=0, color_jitter=(0, 0, 0, 0), crop_scale=(1.0, 1.0))
+    params = PARAMS.model_copy(
+        update=dict(h_flip=False, v_flip=False, rotation_range=0, color_jitter=(0, 0, 0, 0), crop_scale=(1.0, 1.0))
+    )
     draw = BatchAugment(params, 16).draw(100, 16, 16, torch.Generator().manual_seed(0))
-    assert (draw.flip_x == 1).all() and (draw.angle == 0).all() and (draw.hue == 0).all() and (draw.brightness == 1).all()
+    assert (
+        (draw.flip_x == 1).all() and (draw.angle == 0).all() and (draw.hue == 0).all() and (draw.brightness == 1).all()
+    )
     assert torch.allclose(draw.width * draw.height, torch.ones(100))

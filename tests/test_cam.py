@@ -3,10 +3,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from stages.cam import GradCAM, overlay, save_overlays
-from stages.gradcam import choose_samples
-from stages.model import build_model, cam_layer
-from stages.params import GradcamParams
+from skinlesion.evaluation.gradcam import GradCAM, GradcamParams, choose_samples, overlay, save_overlays
+from skinlesion.model.architectures import build_model, cam_layer
 
 
 def _red_detector():
@@ -75,7 +73,11 @@ def test_maps_depend_on_the_weights():
 
 def test_choose_samples_takes_right_and_wrong_per_class():
     predictions = pd.DataFrame(
-        {"image": [f"I{i}" for i in range(7)], "label": ["NV", "NV", "NV", "MEL", "MEL", "DF", "DF"], "predicted": ["NV", "NV", "MEL", "MEL", "NV", "NV", "NV"]}
+        {
+            "image": [f"I{i}" for i in range(7)],
+            "label": ["NV", "NV", "NV", "MEL", "MEL", "DF", "DF"],
+            "predicted": ["NV", "NV", "MEL", "MEL", "NV", "NV", "NV"],
+        }
     )
     chosen = choose_samples(predictions, GradcamParams(correct_per_class=1, wrong_per_class=2, seed=0))
     summary = chosen.groupby(["label", "correct"]).size().to_dict()

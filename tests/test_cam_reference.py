@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from stages.cam import GradCAM
-from stages.model import build_model, cam_layer
+from skinlesion.evaluation.gradcam import GradCAM
+from skinlesion.model.architectures import build_model, cam_layer
 
 pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.image import scale_cam_image  # noqa: E402

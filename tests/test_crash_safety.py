@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, TINY, copy_repo, run_dvc, stages_run
 
 # (stage, N): killed just before the N-th move of a finished output to its final name;
@@ -67,11 +66,20 @@ def test_a_killed_stage_leaves_no_complete_looking_output_and_reruns_identically
     expected = {path: _digests(finished / path) for path in outputs}
     record = tmp_path / "killed"
     env = {
-        **os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(REPO / "tests" / "crash_hook"),
-        "KILL_BEFORE_RENAME": str(rename), "KILL_RECORD": str(record),
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONPATH": str(REPO / "tests" / "crash_hook"),
+        "KILL_BEFORE_RENAME": str(rename),
+        "KILL_RECORD": str(record),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
-    killed = subprocess.run([sys.executable, "-m", "dvc", "repro", "--force", "--single-item", stage], cwd=repo, env=env, capture_output=True, text=True)
+    killed = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "--force", "--single-item", stage],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert record.exists() and killed.returncode != 0, f"{stage} was not killed:\n{killed.stdout}\n{killed.stderr}"
     about_to_write = (repo / record.read_text()).resolve().relative_to(repo.resolve())
 

@@ -9,17 +9,28 @@ import time
 import pytest
 import torch
 import torch.distributed as dist
+from conftest import REPO, TINY, copy_repo, run_dvc, run_stage, stages_run, write_params
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from stages.distributed import DistributedError, World, check_world, launched_world, share_buffers
-from stages.model import load_checkpoint
-from stages.params import load_params
-from stages.train import validate
+from skinlesion.config import load_params
+from skinlesion.model.checkpoint import load_checkpoint
+from skinlesion.training.distributed import DistributedError, World, check_world, launched_world, share_buffers
+from skinlesion.training.loop import validate
+from skinlesion.training.params import TrainRun
 
-from conftest import REPO, TINY, copy_repo, run_dvc, run_stage, stages_run, write_params
-
-TRAIN_ARGS = ("--balanced", "balanced", "--prepared", "prepared", "--model", "model.pt", "--live", "live", "--state", "state.pt")
+TRAIN_ARGS = (
+    "--balanced",
+    "balanced",
+    "--prepared",
+    "prepared",
+    "--model",
+    "model.pt",
+    "--live",
+    "live",
+    "--state",
+    "state.pt",
+)
 
 
 def _free_port() -> int:
@@ -32,7 +43,15 @@ def _free_port() -> int:
 def test_dvc_repro_trains_with_two_gloo_processes_and_evaluate_accepts_the_model(tmp_path):
     repo = copy_repo(tmp_path / "repo", {**TINY, "training": {"epochs": 2, "num_workers": 0, "processes": 2}})
     output = run_dvc("repro", cwd=repo)
-    assert stages_run(output) == ["make-sample", "prepare-split", "kmeans-undersample", "augment-oversample", "train", "evaluate", "gradcam"]
+    assert stages_run(output) == [
+        "make-sample",
+        "prepare-split",
+        "kmeans-undersample",
+        "augment-oversample",
+        "train",
+        "evaluate",
+        "gradcam",
+    ]
     assert "(process 0 of 2)" in output and "(process 1 of 2)" in output
     model, info = load_checkpoint(repo / "models" / "model.pt")
     assert info["arch"] == "densenet121" and 0 <= info["epoch"] <= 1
@@ -45,7 +64,9 @@ def test_dvc_repro_trains_with_two_gloo_processes_and_evaluate_accepts_the_model
 def test_a_world_size_other_than_training_processes_fails_at_once(tmp_path):
     write_params(tmp_path, {"training": {"processes": 1}})
     started = time.monotonic()
-    result = run_stage("train", *TRAIN_ARGS, cwd=tmp_path, env={"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}, timeout=120)
+    result = run_stage(
+        "train", *TRAIN_ARGS, cwd=tmp_path, env={"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}, timeout=120
+    )
     assert result.returncode != 0
     assert "2 training processes were started (WORLD_SIZE) but params training.processes is 1" in result.stderr
     assert time.monotonic() - started < 60
@@ -53,7 +74,13 @@ def test_a_world_size_other_than_training_processes_fails_at_once(tmp_path):
 
 def test_a_process_that_never_comes_fails_after_timeout_s_not_a_hang(tmp_path):
     write_params(tmp_path, {"training": {"processes": 2, "timeout_s": 3}})
-    env = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    env = {
+        "WORLD_SIZE": "2",
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+    }
     result = run_stage("train", *TRAIN_ARGS, cwd=tmp_path, env=env, timeout=120)
     assert result.returncode != 0
     assert "rank 0 of 2 could not meet the other training processes" in result.stderr
@@ -69,10 +96,10 @@ def test_nccl_without_gpus_fails_before_starting_processes(tmp_path):
 
 
 def test_batch_size_must_split_over_the_processes(tmp_path):
-    from stages.params import ParamsError
+    from skinlesion.config import ParamsError
 
     with pytest.raises(ParamsError, match="training.batch_size: 32 does not split evenly over 3 processes"):
-        load_params(write_params(tmp_path, {"training": {"processes": 3}}))
+        load_params(TrainRun, write_params(tmp_path, {"training": {"processes": 3}}))
 
 
 def test_world_from_the_environment_and_its_seeds(monkeypatch):
@@ -92,7 +119,7 @@ def test_world_from_the_environment_and_its_seeds(monkeypatch):
 
 
 def test_rank_outside_the_world_is_refused():
-    settings = load_params(REPO / "params.yaml").training
+    settings = load_params(TrainRun, REPO / "params.yaml").training
     with pytest.raises(DistributedError, match="RANK 1 is outside 0..0"):
         check_world(World(rank=1, size=1), settings)
 

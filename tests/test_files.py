@@ -2,7 +2,7 @@
 
 import pytest
 
-from stages.files import atomic_dir, atomic_file
+from skinlesion.atomic import atomic_dir, atomic_file
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

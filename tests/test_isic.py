@@ -2,14 +2,20 @@ import hashlib
 
 import numpy as np
 import pytest
+from conftest import write_isic_csvs
 from PIL import Image
 
-from stages.isic import DataError, load_image, read_labels
-from stages.params import CLASSES
+from skinlesion.classes import CLASSES
+from skinlesion.data.images import load_image
+from skinlesion.data.isic import read_labels
+from skinlesion.errors import DataError
 
-from conftest import write_isic_csvs
-
-ROWS = [("ISIC_0000001", "NV", "IL_1"), ("ISIC_0000002", "NV", "IL_1"), ("ISIC_0000003", "MEL", ""), ("ISIC_0000004_downsampled", "DF", "IL_2")]
+ROWS = [
+    ("ISIC_0000001", "NV", "IL_1"),
+    ("ISIC_0000002", "NV", "IL_1"),
+    ("ISIC_0000003", "MEL", ""),
+    ("ISIC_0000004_downsampled", "DF", "IL_2"),
+]
 
 
 def test_reads_labels_lesions_and_groups(tmp_path):
@@ -36,7 +42,11 @@ def _edit_truth(root, old, new):
         ("image,MEL", "img,MEL", "expected columns"),
         ("ISIC_0000003,1.0,0.0", " ,1.0,0.0", "line 4 has no image name"),
         ("UNK\r\n", "UNK,notes\r\n", r"expected columns .* found .*'notes'"),
-        (",SCC,UNK", ",UNK", r"expected columns .* found \['image', 'MEL', 'NV', 'BCC', 'AK', 'BKL', 'DF', 'VASC', 'UNK'\]"),
+        (
+            ",SCC,UNK",
+            ",UNK",
+            r"expected columns .* found \['image', 'MEL', 'NV', 'BCC', 'AK', 'BKL', 'DF', 'VASC', 'UNK'\]",
+        ),
     ],
 )
 def test_bad_ground_truth_names_file_and_line(tmp_path, old, new, message):
@@ -49,7 +59,9 @@ def test_bad_ground_truth_names_file_and_line(tmp_path, old, new, message):
 
 def test_unk_label_is_refused(tmp_path):
     root = write_isic_csvs(tmp_path, ROWS)
-    _edit_truth(root, "ISIC_0000003,1.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0", "ISIC_0000003,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,1.0")
+    _edit_truth(
+        root, "ISIC_0000003,1.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0", "ISIC_0000003,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,1.0"
+    )
     with pytest.raises(DataError, match="class UNK is not one of the training classes"):
         read_labels(root)
 
@@ -91,7 +103,10 @@ def test_load_image_resizes_and_converts(tmp_path):
 def test_real_isic_2019_labels(shared_data):
     """The official ground truth and metadata: counts and lesion facts from the shared README."""
     root = shared_data / "isic2019-labels"
-    assert hashlib.md5((root / "ISIC_2019_Training_GroundTruth.csv").read_bytes()).hexdigest() == "2c02bdcc6e7f36d355f4f86b210595ae"
+    assert (
+        hashlib.md5((root / "ISIC_2019_Training_GroundTruth.csv").read_bytes()).hexdigest()
+        == "2c02bdcc6e7f36d355f4f86b210595ae"
+    )
     labels = read_labels(root)
     assert len(labels) == 25331
     counts = labels["label"].value_counts().to_dict()

@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from stages.metrics import bootstrap_interval, classification_report, expected_calibration_error, one_vs_rest_curves, reliability
-from stages.params import CLASSES
+from skinlesion.classes import CLASSES
+from skinlesion.evaluation.metrics import (
+    bootstrap_interval,
+    classification_report,
+    expected_calibration_error,
+    one_vs_rest_curves,
+    reliability,
+)
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
@@ -21,13 +27,19 @@ def test_metrics_agree_with_scikit_learn(seed, absent):
 
     assert report["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(y_true, y_pred))
     assert report["accuracy"] == pytest.approx(sk.accuracy_score(y_true, y_pred))
-    assert report["macro_f1"] == pytest.approx(sk.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
-    assert report["weighted_f1"] == pytest.approx(sk.f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0))
+    assert report["macro_f1"] == pytest.approx(
+        sk.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+    )
+    assert report["weighted_f1"] == pytest.approx(
+        sk.f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)
+    )
     matrix = sk.confusion_matrix(y_true, y_pred, labels=labels)
     precision, recall, f1, support = sk.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     for k, name in enumerate(CLASSES):
         entry = report["per_class"][name]
-        assert (entry["precision"], entry["recall"], entry["f1"], entry["support"]) == pytest.approx((precision[k], recall[k], f1[k], support[k]))
+        assert (entry["precision"], entry["recall"], entry["f1"], entry["support"]) == pytest.approx(
+            (precision[k], recall[k], f1[k], support[k])
+        )
         negatives = np.delete(np.delete(matrix, k, axis=0), k, axis=1).sum()  # true negatives of class k
         assert entry["specificity"] == pytest.approx(negatives / (len(y_true) - support[k]))
         if k == absent:
@@ -35,7 +47,9 @@ def test_metrics_agree_with_scikit_learn(seed, absent):
         else:
             assert entry["auc"] == pytest.approx(sk.roc_auc_score(y_true == k, probabilities[:, k]))
     if absent is None:
-        assert report["macro_auc"] == pytest.approx(sk.roc_auc_score(y_true, probabilities, multi_class="ovr", average="macro"))
+        assert report["macro_auc"] == pytest.approx(
+            sk.roc_auc_score(y_true, probabilities, multi_class="ovr", average="macro")
+        )
 
 
 def test_perfect_and_chance_predictions():

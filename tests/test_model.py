@@ -5,13 +5,16 @@ import pytest
 import torch
 import torchvision
 
-from stages.model import WeightsError, build_model, load_checkpoint, save_checkpoint
-from stages.params import CLASSES
+from skinlesion.classes import CLASSES
+from skinlesion.model.architectures import WeightsError, build_model
+from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _old_densenet_keys(state):
     """torchvision's published densenet files name 'norm1' as 'norm.1' (and so on)."""
-    return {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", key): value for key, value in state.items()}
+    return {
+        re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", key): value for key, value in state.items()
+    }
 
 
 def test_fresh_model_has_eight_outputs():

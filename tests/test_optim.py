@@ -1,16 +1,14 @@
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from torch import nn
 
-from stages.optim import FocalLoss, class_weights, learning_rate_factor, make_criterion, make_optimizer
-from stages.params import load_params
+from skinlesion.config import load_params
+from skinlesion.training.optim import FocalLoss, class_weights, learning_rate_factor, make_criterion, make_optimizer
+from skinlesion.training.params import TrainRun
 
-from conftest import REPO
-
-SETTINGS = load_params(REPO / "params.yaml").training
+SETTINGS = load_params(TrainRun, REPO / "params.yaml").training
 
 
 def test_the_defaults_are_the_published_recipe():
@@ -38,7 +36,7 @@ def test_class_weights_are_inverse_frequency():
 
 
 def test_cosine_schedule_warms_up_then_decays():
-    settings = dataclasses.replace(SETTINGS, lr_schedule="cosine", warmup_epochs=2, epochs=10)
+    settings = SETTINGS.model_copy(update={"lr_schedule": "cosine", "warmup_epochs": 2, "epochs": 10})
     factors = [learning_rate_factor(epoch, settings) for epoch in range(10)]
     assert factors[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
     assert all(a > b for a, b in zip(factors[2:], factors[3:]))

@@ -19,9 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from PIL import Image
-
 from conftest import TINY, copy_repo, run_command, run_dvc, stages_run, write_params
+from PIL import Image
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +31,46 @@ def repo(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_repro_experiments_and_metrics(repo):
     output = run_dvc("repro", cwd=repo)
-    assert stages_run(output) == ["make-sample", "prepare-split", "kmeans-undersample", "augment-oversample", "train", "evaluate", "gradcam"]
-    for path in ["data/prepared/train.npy", "data/prepared/test.csv", "data/undersampled/train.csv", "data/balanced/train.npy", "models/model.pt", "eval/predictions.csv", "eval/curves/reliability.csv", "dvclive/metrics.json", "plots/kmeans/clusters.png", "plots/augment/grid.png"]:
+    assert stages_run(output) == [
+        "make-sample",
+        "prepare-split",
+        "kmeans-undersample",
+        "augment-oversample",
+        "train",
+        "evaluate",
+        "gradcam",
+    ]
+    for path in [
+        "data/prepared/train.npy",
+        "data/prepared/test.csv",
+        "data/undersampled/train.csv",
+        "data/balanced/train.npy",
+        "models/model.pt",
+        "eval/predictions.csv",
+        "eval/curves/reliability.csv",
+        "dvclive/metrics.json",
+        "plots/kmeans/clusters.png",
+        "plots/augment/grid.png",
+    ]:
         assert (repo / path).is_file(), path
     overlays = {path.name for path in (repo / "plots" / "gradcam").glob("*.png")}
     predictions = pd.read_csv(repo / "eval" / "predictions.csv")
     expected = {label for label, group in predictions.groupby("label") if (group["label"] == group["predicted"]).any()}
-    assert {name.split("_")[0] for name in overlays if "_correct_" in name} == expected  # one right per class that has one
+    assert {
+        name.split("_")[0] for name in overlays if "_correct_" in name
+    } == expected  # one right per class that has one
     assert any("_wrong_" in name for name in overlays)
     report = json.loads((repo / "metrics" / "eval.json").read_text())["test"]
-    assert 0 <= report["balanced_accuracy"] <= 1 and set(report["per_class"]) == {"MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"}
+    assert 0 <= report["balanced_accuracy"] <= 1 and set(report["per_class"]) == {
+        "MEL",
+        "NV",
+        "BCC",
+        "AK",
+        "BKL",
+        "DF",
+        "VASC",
+        "SCC",
+    }
     balanced = json.loads((repo / "metrics" / "oversample.json").read_text())["after"]
     assert balanced == {"MEL": 24, "NV": 24, "BCC": 12, "AK": 12, "BKL": 12, "DF": 12, "VASC": 12, "SCC": 12}
 
@@ -53,7 +82,9 @@ def test_repro_experiments_and_metrics(repo):
     status = run_dvc("status", cwd=repo)
     assert "gradcam:" in status and "train:" not in status and "evaluate:" not in status
     assert stages_run(run_dvc("repro", cwd=repo)) == ["gradcam"]
-    assert {path.name for path in (repo / "plots" / "gradcam").glob("*.png")} == {name for name in overlays if "_correct_" in name}
+    assert {path.name for path in (repo / "plots" / "gradcam").glob("*.png")} == {
+        name for name in overlays if "_correct_" in name
+    }
     run_command("git", "add", "-A", cwd=repo)
     run_command("git", "commit", "-qm", "three overlays", cwd=repo)
 
@@ -91,19 +122,38 @@ def isic_server(tmp_path, shared_data):
 @pytest.mark.slow
 def test_import_url_then_repro_on_real_isic_images(tmp_path, isic_server):
     """dvc import-url of the zip and CSVs from a local server, then the whole pipeline on them."""
-    overrides = {**TINY, "data": {"root": "data/isic2019"}, "sampling": {"majority_target": 8, "minority_target": 8, "kmeans_clusters": 2}, "gradcam": {"correct_per_class": 1, "wrong_per_class": 1}}
+    overrides = {
+        **TINY,
+        "data": {"root": "data/isic2019"},
+        "sampling": {"majority_target": 8, "minority_target": 8, "kmeans_clusters": 2},
+        "gradcam": {"correct_per_class": 1, "wrong_per_class": 1},
+    }
     repo = copy_repo(tmp_path / "repo", overrides)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    refused = subprocess.run([sys.executable, "-m", "stages.import_isic", "--base-url", isic_server], cwd=repo, env=env, capture_output=True, text=True)
-    assert refused.returncode != 0 and "is not that of the official ISIC 2019 file" in refused.stderr  # the mini CSVs are a subset
-    for name in ("ISIC_2019_Training_Input.zip", "ISIC_2019_Training_GroundTruth.csv", "ISIC_2019_Training_Metadata.csv"):
+    refused = subprocess.run(
+        [sys.executable, "-m", "skinlesion", "import-isic", "--base-url", isic_server],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        refused.returncode != 0 and "is not that of the official ISIC 2019 file" in refused.stderr
+    )  # the mini CSVs are a subset
+    for name in (
+        "ISIC_2019_Training_Input.zip",
+        "ISIC_2019_Training_GroundTruth.csv",
+        "ISIC_2019_Training_Metadata.csv",
+    ):
         assert (repo / "data" / "isic2019" / f"{name}.dvc").is_file(), name
     assert "frozen: true" in (repo / "data" / "isic2019" / "ISIC_2019_Training_Input.zip.dvc").read_text()
 
     assert "prepare-split" in stages_run(run_dvc("repro", cwd=repo))
     counts = json.loads((repo / "metrics" / "data.json").read_text())
     assert sum(counts[name]["total"] for name in ("train", "val", "test")) == 70
-    assert json.loads((repo / "metrics" / "oversample.json").read_text())["after"] == dict.fromkeys(["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"], 8)
+    assert json.loads((repo / "metrics" / "oversample.json").read_text())["after"] == dict.fromkeys(
+        ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"], 8
+    )
     overlays = sorted((repo / "plots" / "gradcam").glob("*.png"))
     assert 1 <= len(overlays) <= 16 and all(path.stem.split("_", 2)[2].startswith("ISIC_00") for path in overlays)
     assert json.loads((repo / "metrics" / "eval.json").read_text())["test"]["images"] == counts["test"]["total"]
@@ -134,12 +184,25 @@ def test_plots_page_renders_offline(repo, tmp_path):
     browser = _chromium()
     if browser is None:
         pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=15000",
+    ]
     url = (repo / "dvc_plots" / "index.html").as_uri()
     dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
     assert dom.count("<canvas") >= charts  # every chart was drawn (vega-embed renders to canvas)
     shot = tmp_path / "page.png"
-    subprocess.run([browser, *flags, "--window-size=1200,2400", f"--screenshot={shot}", url], capture_output=True, timeout=120)
+    subprocess.run(
+        [browser, *flags, "--window-size=1200,2400", f"--screenshot={shot}", url], capture_output=True, timeout=120
+    )
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 10  # not a blank page
 
@@ -148,7 +211,9 @@ def test_plots_page_renders_offline(repo, tmp_path):
 def test_exp_run_on_an_absolute_data_root_outside_the_repository(tmp_path, shared_data):
     """dvc exp run -S data.root=/abs/path reruns from prepare-split on the real images there."""
     mini = (shared_data / "isic2019-mini").resolve()
-    repo = copy_repo(tmp_path / "repo", {**TINY, "sampling": {"majority_target": 8, "minority_target": 8, "kmeans_clusters": 2}})
+    repo = copy_repo(
+        tmp_path / "repo", {**TINY, "sampling": {"majority_target": 8, "minority_target": 8, "kmeans_clusters": 2}}
+    )
     ran = stages_run(run_dvc("exp", "run", "-S", f"data.root={mini}", cwd=repo))
     assert "prepare-split" in ran and "make-sample" in ran  # make-sample is still a stage of the pipeline
     counts = json.loads((repo / "metrics" / "data.json").read_text())
@@ -187,4 +252,42 @@ def test_queued_experiments_compare_and_apply(repo):
     assert all(runs[name]["test.balanced_accuracy"] not in ("", "-") for name in ("densenet121", "resnet50"))
     run_dvc("exp", "apply", runs["resnet50"]["Experiment"], cwd=repo)
     assert yaml.safe_load((repo / "params.yaml").read_text())["model"]["name"] == "resnet50"
-    assert json.loads((repo / "metrics" / "eval.json").read_text())["test"]["balanced_accuracy"] == pytest.approx(float(runs["resnet50"]["test.balanced_accuracy"]))
+    assert json.loads((repo / "metrics" / "eval.json").read_text())["test"]["balanced_accuracy"] == pytest.approx(
+        float(runs["resnet50"]["test.balanced_accuracy"])
+    )
+
+
+def _named(tree, name: str):
+    """The first record of an experiment called `name` anywhere in `dvc exp show --json` output."""
+    if isinstance(tree, dict):
+        if tree.get("name") == name and "data" in tree:
+            return tree
+        tree = list(tree.values())
+    if isinstance(tree, list):
+        return next((found for item in tree if (found := _named(item, name)) is not None), None)
+    return None
+
+
+@pytest.mark.slow
+def test_a_profile_runs_as_an_experiment_beside_the_workspace_run(repo):
+    """`skinlesion run-profile NAME` shows in dvc exp show with the profile's params, and leaves
+    params.yaml and the rest of the workspace unchanged."""
+    run_dvc("repro", cwd=repo)
+    # a seed no other test trains with, so train really runs instead of coming from the run cache
+    (repo / "profiles" / "tiny.yaml").write_text("training:\n  seed: 3\nevaluate:\n  bootstrap_resamples: 50\n")
+    run_command("git", "add", "-A", cwd=repo)
+    run_command("git", "commit", "-qm", "tiny profile", cwd=repo)
+    params_before = (repo / "params.yaml").read_text()
+    output = run_command(sys.executable, "-m", "skinlesion", "run-profile", "tiny", cwd=repo)
+    assert "Running stage 'train'" in output and "Running stage 'prepare-split'" not in output
+    assert run_command("git", "status", "--porcelain", cwd=repo).strip() == ""
+    assert (repo / "params.yaml").read_text() == params_before
+    experiment = _named(json.loads(run_dvc("exp", "show", "--json", cwd=repo)), "tiny")
+    params = experiment["data"]["params"]["params.yaml"]["data"]
+    assert params["training"]["seed"] == 3 and params["evaluate"]["bootstrap_resamples"] == 50
+    assert "test" in experiment["data"]["metrics"]["metrics/eval.json"]["data"]
+    (repo / "profiles" / "typo.yaml").write_text("training:\n  epohcs: 2\n")
+    typo = subprocess.run(
+        [sys.executable, "-m", "skinlesion", "run-profile", "typo"], cwd=repo, capture_output=True, text=True
+    )
+    assert typo.returncode == 2 and "profile typo: training.epohcs is not a key of params.yaml" in typo.stderr

@@ -4,23 +4,33 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import run_cli, run_module
 from PIL import Image
 
-from stages.dataset import ImageArrayDataset
-from stages.isic import load_image
-from stages.model import build_model, save_checkpoint
-from stages.params import CLASSES
-from stages.store import ImageWriter
-from stages.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
-
-from conftest import run_stage
+from skinlesion.classes import CLASSES
+from skinlesion.data.arrays import ImageWriter
+from skinlesion.data.dataset import ImageArrayDataset
+from skinlesion.data.images import load_image
+from skinlesion.model.architectures import build_model
+from skinlesion.model.checkpoint import save_checkpoint
+from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
 
 
 @pytest.fixture
 def model_file(tmp_path):
     torch.manual_seed(0)
     model = build_model("densenet121", 8, "none").eval()
-    info = dict(arch="densenet121", classes=list(CLASSES), image_size=64, crop_border=False, color_constancy=False, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), epoch=0, val_balanced_accuracy=0.0)
+    info = dict(
+        arch="densenet121",
+        classes=list(CLASSES),
+        image_size=64,
+        crop_border=False,
+        color_constancy=False,
+        mean=list(IMAGENET_MEAN),
+        std=list(IMAGENET_STD),
+        epoch=0,
+        val_balanced_accuracy=0.0,
+    )
     save_checkpoint(tmp_path / "model.pt", model, **info)
     return tmp_path / "model.pt", model
 
@@ -33,7 +43,21 @@ def test_predict_matches_evaluation_and_survives_a_bad_file(tmp_path, model_file
     bad = tmp_path / "notes.jpg"
     bad.write_text("not an image")
 
-    result = run_stage("predict", str(bad), str(good), "--model", str(path), "--json", "--top", "8", "--cam", str(tmp_path / "cams"), cwd=tmp_path)
+    result = run_cli(
+        "predict",
+        str(bad),
+        str(good),
+        "--model",
+        str(path),
+        "--json",
+        "--top",
+        "8",
+        "--cam",
+        str(tmp_path / "cams"),
+        "--batch-size",
+        "1",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert f"{bad}: error: cannot decode" in result.stderr
     report = json.loads(result.stdout)
@@ -45,7 +69,7 @@ def test_predict_matches_evaluation_and_survives_a_bad_file(tmp_path, model_file
     # the same image through prepare-split's decoding and evaluate's dataset
     with ImageWriter(tmp_path / "test.npy", 1, 64) as writer:
         writer.write(0, load_image(good, 64))
-    dataset = ImageArrayDataset(tmp_path / "test.npy", pd.DataFrame({"row": [0], "label": ["NV"]}), eval_transform())
+    dataset = ImageArrayDataset(tmp_path / "test.npy", pd.DataFrame({"row": [0], "label": ["NV"]}), normalize())
     with torch.no_grad():
         expected = torch.softmax(model(dataset[0][0][None]), dim=1)[0].numpy()
     assert [predicted[name] for name in CLASSES] == pytest.approx(expected, abs=1e-4)
@@ -55,7 +79,38 @@ def test_predict_table_output(tmp_path, model_file):
     path, _ = model_file
     image = tmp_path / "a.png"
     Image.fromarray(np.full((50, 50, 3), 90, np.uint8)).save(image)
-    result = run_stage("predict", str(image), "--model", str(path), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    result = run_module("skinlesion.predict", str(image), "--model", str(path), "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr  # the `python -m skinlesion.predict` form works too
     line = result.stdout.strip()
     assert line.startswith(str(image)) and len(line.split()) == 1 + 2 * 3
+
+
+def test_predict_batches_give_the_same_probabilities(tmp_path, model_file):
+    path, _ = model_file
+    rng = np.random.default_rng(1)
+    images = []
+    for i in range(5):
+        images.append(tmp_path / f"l{i}.png")
+        Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)).save(images[-1])
+    runs = [
+        json.loads(
+            run_cli(
+                "predict",
+                *map(str, images),
+                "--model",
+                str(path),
+                "--json",
+                "--top",
+                "8",
+                "--batch-size",
+                batch,
+                cwd=tmp_path,
+            ).stdout
+        )
+        for batch in ("1", "2", "32")
+    ]
+    probabilities = [
+        [p["probability"] for r in run for p in sorted(r["predictions"], key=lambda p: p["class"])] for run in runs
+    ]
+    assert probabilities[1] == pytest.approx(probabilities[0], abs=2e-4)
+    assert probabilities[2] == pytest.approx(probabilities[0], abs=2e-4)

@@ -4,13 +4,13 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-
-from stages.isic import IMAGE_DIR, DataError, ImageSource, load_image
-from stages.make_sample import plan_sample, write_sample
-from stages.params import SampleParams
-from stages.splitting import SPLITS
-
 from conftest import run_stage, write_params
+
+from skinlesion.data.images import load_image
+from skinlesion.data.isic import IMAGE_DIR, ImageSource
+from skinlesion.data.split import SPLITS
+from skinlesion.data.synthetic import SampleParams, plan_sample, write_sample
+from skinlesion.errors import DataError
 
 SIZE = 32
 
@@ -24,7 +24,16 @@ def sample_root(tmp_path_factory):
 
 def _prepare(tmp_path, data_root, skip=False):
     write_params(tmp_path, {"prepare": {"image_size": SIZE, "skip_bad_images": skip, "workers": 2}})
-    return run_stage("prepare_split", "--data-root", str(data_root), "--out", "prepared", "--metrics", "metrics/data.json", cwd=tmp_path)
+    return run_stage(
+        "prepare_split",
+        "--data-root",
+        str(data_root),
+        "--out",
+        "prepared",
+        "--metrics",
+        "metrics/data.json",
+        cwd=tmp_path,
+    )
 
 
 def test_prepare_split_writes_arrays_manifests_and_counts(tmp_path, sample_root):
@@ -109,7 +118,10 @@ def test_images_read_from_the_zip_equal_those_from_the_folder(tmp_path, sample_r
     assert _prepare(tmp_path / "from_folder", sample_root).returncode == 0
     assert _prepare(tmp_path, zipped).returncode == 0
     for name in SPLITS:
-        assert np.array_equal(np.load(tmp_path / "prepared" / f"{name}.npy"), np.load(tmp_path / "from_folder" / "prepared" / f"{name}.npy"))
+        assert np.array_equal(
+            np.load(tmp_path / "prepared" / f"{name}.npy"),
+            np.load(tmp_path / "from_folder" / "prepared" / f"{name}.npy"),
+        )
 
 
 def test_image_missing_from_the_zip_is_named(tmp_path, sample_root):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.isic import ImageSource, load_image
-from stages.prepare_split import _decode, _init_worker
-from stages.preprocess import crop_dark_border, shades_of_gray
+from skinlesion.data.images import crop_dark_border, load_image, shades_of_gray
+from skinlesion.data.isic import ImageSource
+from skinlesion.data.prepare import _decode, _init_worker
 
 
 def test_shades_of_gray_neutralises_a_colour_cast():

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, copy_repo, run_command, run_dvc, stages_run
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -33,7 +32,9 @@ def _check_pulled(origin: Path, clone: Path) -> None:
     assert "Data and pipelines are up to date" in run_dvc("status", cwd=clone)
     assert stages_run(run_dvc("repro", cwd=clone)) == []
     assert stages_run(run_dvc("repro", "--force", "--single-item", "evaluate", cwd=clone)) == ["evaluate"]
-    assert json.loads((clone / "metrics" / "eval.json").read_text()) == json.loads((origin / "metrics" / "eval.json").read_text())
+    assert json.loads((clone / "metrics" / "eval.json").read_text()) == json.loads(
+        (origin / "metrics" / "eval.json").read_text()
+    )
 
 
 @pytest.mark.slow
@@ -47,12 +48,29 @@ def test_local_folder_remote_round_trip_and_a_corrupted_object(pipeline, tmp_pat
     run_dvc("pull", cwd=clone)
     _check_pulled(pipeline, clone)
 
+    # the model as a DVC artifact: a version registered with a GTO tag, fetched by name from
+    # the repository and its remote
+    run_command("git", "tag", "-a", "lesion-classifier@v0.1.0", "-m", "Register lesion-classifier v0.1.0", cwd=pipeline)
+    fetched = tmp_path / "fetched" / "model.pt"
+    run_dvc("artifacts", "get", str(pipeline), "lesion-classifier", "--out", str(fetched), cwd=tmp_path)
+    assert fetched.read_bytes() == (pipeline / "models" / "model.pt").read_bytes()
+
     # damage the model's object in the remote: a fresh pull must refuse it, not use it
-    model_md5 = next(line.split()[-1] for line in (pipeline / "dvc.lock").read_text().split("path: models/model.pt")[1].splitlines() if "md5:" in line)
+    model_md5 = next(
+        line.split()[-1]
+        for line in (pipeline / "dvc.lock").read_text().split("path: models/model.pt")[1].splitlines()
+        if "md5:" in line
+    )
     obj = store / "files" / "md5" / model_md5[:2] / model_md5[2:]
     obj.write_bytes(b"corrupted" + obj.read_bytes()[9:])
     again = _clone(pipeline, tmp_path / "again")
-    result = subprocess.run([sys.executable, "-m", "dvc", "pull"], cwd=again, capture_output=True, text=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "pull"],
+        cwd=again,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+    )
     assert result.returncode != 0
     assert "models/model.pt" in result.stdout + result.stderr
     assert not (again / "models" / "model.pt").exists()

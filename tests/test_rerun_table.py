@@ -4,8 +4,9 @@ import re
 
 import pytest
 import yaml
-
 from conftest import REPO, TINY, copy_repo, run_dvc
+
+from skinlesion.schema import ParamsFile
 
 NEW_VALUES = {
     "sample.seed": 7,
@@ -55,3 +56,37 @@ def test_changing_a_param_marks_exactly_its_stages(ran_repo, key):
         assert marked == readme_rows()[key]
     finally:
         (ran_repo / "params.yaml").write_text(original)
+
+
+def _sections_read(stage: dict) -> set[str]:
+    return {key.split(".")[0] for key in stage.get("params", [])}
+
+
+def _schema_modules() -> dict[str, set[str]]:
+    """Each library module that defines (part of) a params section's schema, and those sections."""
+    modules = {}
+    for section, field in ParamsFile.model_fields.items():
+        for cls in field.annotation.__mro__:
+            if cls.__module__.startswith("skinlesion.") and cls.__module__ not in (
+                "skinlesion.config",
+                "skinlesion.schema",
+            ):
+                modules.setdefault(cls.__module__.replace(".", "/") + ".py", set()).add(section)
+    return modules
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", sorted(_schema_modules()))
+def test_editing_a_params_module_marks_only_stages_that_read_its_sections(ran_repo, module):
+    """A new option in one stage's params schema reruns no stage that does not read that section."""
+    sections = _schema_modules()[module]
+    stages = yaml.safe_load((ran_repo / "dvc.yaml").read_text())["stages"]
+    readers = {name for name, stage in stages.items() if _sections_read(stage) & sections}
+    path = ran_repo / module
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n# a new option would go here\n")
+        marked = set(re.findall(r"^([\w-]+):$", run_dvc("status", cwd=ran_repo), flags=re.M))
+    finally:
+        path.write_text(original)
+    assert marked and marked <= readers, f"{module} ({sorted(sections)}) marks {sorted(marked)}"

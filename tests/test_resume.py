@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY, copy_repo, run_dvc, stages_run
 
 
@@ -28,8 +27,19 @@ def test_killed_training_resumes_from_its_last_epoch(tmp_path):
     # must keep the model saved before the kill
     repo = copy_repo(tmp_path / "repo", {**TINY, "training": {"epochs": 4, "num_workers": 0, "learning_rate": 1e-12}})
     run_dvc("repro", "augment-oversample", cwd=repo)
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     state = repo / "models" / "state" / "train.pt"
     deadline = time.monotonic() + 300
     while _saved_epoch(state) < 0 and time.monotonic() < deadline and process.poll() is None:

@@ -2,15 +2,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.augment_oversample import balanced_manifest, write_balanced
-from stages.isic import read_labels
-from stages.kmeans_undersample import undersample
-from stages.params import AugmentationParams, SamplingParams
-from stages.sampling import allocate, image_features, oversample_plan, pick_within_clusters
-from stages.splitting import split_by_lesion
-from stages.store import class_counts, open_images
+from skinlesion.data.arrays import class_counts, open_images
+from skinlesion.data.isic import read_labels
+from skinlesion.data.split import split_by_lesion
+from skinlesion.resampling.kmeans import SamplingParams, allocate, image_features, pick_within_clusters, undersample
+from skinlesion.resampling.oversample import balanced_manifest, oversample_plan, write_balanced
+from skinlesion.transforms.augment import AugmentationParams
 
-AUGMENT = AugmentationParams(rotation_range=30, h_flip=True, v_flip=True, color_jitter=(0.2, 0.2, 0.2, 0.1), crop_scale=(0.8, 1.0), seed=5)
+AUGMENT = AugmentationParams(
+    rotation_range=30, h_flip=True, v_flip=True, color_jitter=(0.2, 0.2, 0.2, 0.1), crop_scale=(0.8, 1.0), seed=5
+)
 
 
 def _training_set(counts: dict[str, int], size: int = 32, seed: int = 0):
@@ -21,11 +22,21 @@ def _training_set(counts: dict[str, int], size: int = 32, seed: int = 0):
     for i in range(len(labels)):
         base = rng.choice([40, 200])  # two sub-types: dark and light
         images[i] = np.clip(base + rng.normal(0, 10, (size, size, 3)), 0, 255)
-    manifest = pd.DataFrame({"image": [f"ISIC_{i:07d}" for i in range(len(labels))], "label": labels, "lesion_id": "", "split": "train", "row": np.arange(len(labels))})
+    manifest = pd.DataFrame(
+        {
+            "image": [f"ISIC_{i:07d}" for i in range(len(labels))],
+            "label": labels,
+            "lesion_id": "",
+            "split": "train",
+            "row": np.arange(len(labels)),
+        }
+    )
     return manifest, images
 
 
-@pytest.mark.parametrize("sizes, target", [([10, 20, 30], 30), ([7, 7, 7], 10), ([1, 1, 98], 50), ([5], 5), ([3, 9, 12, 1], 0)])
+@pytest.mark.parametrize(
+    "sizes, target", [([10, 20, 30], 30), ([7, 7, 7], 10), ([1, 1, 98], 50), ([5], 5), ([3, 9, 12, 1], 0)]
+)
 def test_allocate_is_exact_and_proportional(sizes, target):
     quota = allocate(np.array(sizes), target)
     assert quota.sum() == target
@@ -43,7 +54,9 @@ def test_pick_within_clusters_keeps_proportions():
 
 def test_undersample_hits_targets_exactly_and_keeps_cluster_shares():
     manifest, images = _training_set({"NV": 90, "MEL": 41, "DF": 7})
-    params = SamplingParams(majority_classes=("NV", "MEL"), majority_target=40, minority_target=10, kmeans_clusters=4, seed=0)
+    params = SamplingParams(
+        majority_classes=("NV", "MEL"), majority_target=40, minority_target=10, kmeans_clusters=4, seed=0
+    )
     before = manifest.copy()
     kept, info = undersample(manifest, images, params)
     pd.testing.assert_frame_equal(manifest, before)  # input untouched
@@ -101,13 +114,26 @@ def test_balanced_set_is_deterministic_and_copies_only_training_images(tmp_path)
 def test_published_targets_on_the_real_training_split(shared_data):
     """The real ISIC 2019 training split (labels; pixels synthetic) resamples to the published table."""
     labels = read_labels(shared_data / "isic2019-labels")
-    train = labels[split_by_lesion(labels, val_fraction=0.15, test_fraction=0.15, seed=42) == "train"].reset_index(drop=True)
+    train = labels[split_by_lesion(labels, val_fraction=0.15, test_fraction=0.15, seed=42) == "train"].reset_index(
+        drop=True
+    )
     manifest = train[["image", "label", "lesion_id"]].assign(split="train", row=np.arange(len(train)))
     images = np.random.default_rng(0).integers(0, 256, (len(train), 16, 16, 3), dtype=np.uint8)
-    params = SamplingParams(majority_classes=("NV", "MEL"), majority_target=3500, minority_target=1500, kmeans_clusters=8, seed=42)
+    params = SamplingParams(
+        majority_classes=("NV", "MEL"), majority_target=3500, minority_target=1500, kmeans_clusters=8, seed=42
+    )
     before = class_counts(manifest["label"])
     assert before["NV"] > 3500 and before["BCC"] > 1500 and before["MEL"] < 3500 and before["DF"] < 1500
     kept, _ = undersample(manifest, images, params)
     balanced = balanced_manifest(kept, oversample_plan(kept, params.targets(), seed=42))
-    assert class_counts(balanced["label"]) == {"MEL": 3500, "NV": 3500, "BCC": 1500, "AK": 1500, "BKL": 1500, "DF": 1500, "VASC": 1500, "SCC": 1500}
+    assert class_counts(balanced["label"]) == {
+        "MEL": 3500,
+        "NV": 3500,
+        "BCC": 1500,
+        "AK": 1500,
+        "BKL": 1500,
+        "DF": 1500,
+        "VASC": 1500,
+        "SCC": 1500,
+    }
     assert set(balanced.loc[balanced["augmented"], "source_image"]) <= set(train["image"])

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.isic import read_labels
-from stages.splitting import SPLITS, split_by_lesion
+from skinlesion.data.isic import read_labels
+from skinlesion.data.split import SPLITS, split_by_lesion
 
 
 def _labels(spec: dict[str, list[int]]) -> pd.DataFrame:
@@ -11,13 +11,22 @@ def _labels(spec: dict[str, list[int]]) -> pd.DataFrame:
     rows = []
     for label, sizes in spec.items():
         for lesion, size in enumerate(sizes):
-            rows += [{"image": f"{label}_{lesion}_{i}", "label": label, "group": f"{label}_L{lesion}"} for i in range(size)]
+            rows += [
+                {"image": f"{label}_{lesion}_{i}", "label": label, "group": f"{label}_L{lesion}"} for i in range(size)
+            ]
     return pd.DataFrame(rows)
 
 
 def test_no_lesion_in_two_splits_and_every_class_in_every_split():
     rng = np.random.default_rng(0)
-    labels = _labels({"NV": list(rng.integers(1, 6, 120)), "MEL": list(rng.integers(1, 4, 40)), "DF": [1, 1, 2], "VASC": [3, 1, 1, 1]})
+    labels = _labels(
+        {
+            "NV": list(rng.integers(1, 6, 120)),
+            "MEL": list(rng.integers(1, 4, 40)),
+            "DF": [1, 1, 2],
+            "VASC": [3, 1, 1, 1],
+        }
+    )
     split = split_by_lesion(labels, val_fraction=0.15, test_fraction=0.15, seed=1)
     assert set(split) == set(SPLITS)
     assert (labels.assign(split=split).groupby("group")["split"].nunique() == 1).all()

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.errors import DataError
-from stages.store import ImageWriter, copy_rows, open_images, read_manifest
+from skinlesion.data.arrays import ImageWriter, copy_rows, open_images, read_manifest
+from skinlesion.errors import DataError
 
 
 def test_writer_makes_a_npy_file_that_numpy_reads(tmp_path):
@@ -25,7 +25,9 @@ def test_open_images_and_read_manifest_refuse_wrong_files(tmp_path):
     np.save(tmp_path / "flat.npy", np.zeros((3, 4), np.uint8))
     with pytest.raises(DataError, match=r"flat.npy: expected a \(N, H, W, 3\) uint8 array"):
         open_images(tmp_path / "flat.npy")
-    pd.DataFrame({"image": ["a"], "label": ["MELANOMA"], "lesion_id": [""], "split": ["train"], "row": [0]}).to_csv(tmp_path / "m.csv", index=False)
+    pd.DataFrame({"image": ["a"], "label": ["MELANOMA"], "lesion_id": [""], "split": ["train"], "row": [0]}).to_csv(
+        tmp_path / "m.csv", index=False
+    )
     with pytest.raises(DataError, match="m.csv: unknown label 'MELANOMA'"):
         read_manifest(tmp_path / "m.csv")
     pd.DataFrame({"image": ["a"]}).to_csv(tmp_path / "n.csv", index=False)

@@ -1,4 +1,3 @@
-import dataclasses
 import itertools
 import math
 import os
@@ -10,23 +9,32 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from benchmarks.gpu_epoch import RecordingLive
-from stages.cores import available_cores
-from stages.model import load_checkpoint
-from stages.params import CLASSES, load_params
-from stages.resume import fingerprint, load_state, save_state
-from stages.store import ImageWriter, write_manifest
-from stages import train
-from stages.dataset import ImageArrayDataset
-from stages.train import TrainingError, fit
-
 from conftest import REPO
+
+from skinlesion.classes import CLASSES
+from skinlesion.config import load_params
+from skinlesion.cores import available_cores
+from skinlesion.data.arrays import ImageWriter, write_manifest
+from skinlesion.data.dataset import ImageArrayDataset
+from skinlesion.model.checkpoint import load_checkpoint
+from skinlesion.training import loop as train
+from skinlesion.training.live import MemoryLive
+from skinlesion.training.loop import TrainingError, fit
+from skinlesion.training.params import TrainRun
+from skinlesion.training.resume import fingerprint, load_state, save_state
 
 
 def _tiny_sets(folder, count=16, size=32):
     rng = np.random.default_rng(0)
-    manifest = pd.DataFrame({"image": [f"ISIC_{i:07d}" for i in range(count)], "label": [CLASSES[i % 8] for i in range(count)], "lesion_id": "", "split": "train", "row": np.arange(count)})
+    manifest = pd.DataFrame(
+        {
+            "image": [f"ISIC_{i:07d}" for i in range(count)],
+            "label": [CLASSES[i % 8] for i in range(count)],
+            "lesion_id": "",
+            "split": "train",
+            "row": np.arange(count),
+        }
+    )
     with ImageWriter(folder / "train.npy", count, size) as writer:
         for row in range(count):
             writer.write(row, rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
@@ -36,17 +44,18 @@ def _tiny_sets(folder, count=16, size=32):
 
 
 def _params(**training):
-    params = load_params(REPO / "params.yaml")
-    return dataclasses.replace(
-        params,
-        prepare=dataclasses.replace(params.prepare, image_size=32),
-        training=dataclasses.replace(params.training, **{"num_workers": 0, "batch_size": 8, **training}),
+    params = load_params(TrainRun, REPO / "params.yaml")
+    return params.model_copy(
+        update={
+            "prepare": params.prepare.model_copy(update={"image_size": 32}),
+            "training": params.training.model_copy(update={"num_workers": 0, "batch_size": 8, **training}),
+        }
     )
 
 
 def test_early_stopping_ends_training_and_keeps_the_best_epoch(tmp_path):
     _tiny_sets(tmp_path)
-    live = RecordingLive()
+    live = MemoryLive()
     params = _params(epochs=6, learning_rate=1e-12, early_stopping_patience=2)  # nothing can improve
     best = fit(params, tmp_path, tmp_path, tmp_path / "model.pt", live)
     assert best["epoch"] == 0 and len(live.history) == 3  # epochs 0, 1, 2, then stop
@@ -56,8 +65,10 @@ def test_early_stopping_ends_training_and_keeps_the_best_epoch(tmp_path):
 
 def test_cosine_schedule_and_options_run(tmp_path):
     _tiny_sets(tmp_path)
-    live = RecordingLive()
-    params = _params(epochs=3, lr_schedule="cosine", warmup_epochs=1, loss="focal", weight_decay=1e-4, grad_clip_norm=1.0)
+    live = MemoryLive()
+    params = _params(
+        epochs=3, lr_schedule="cosine", warmup_epochs=1, loss="focal", weight_decay=1e-4, grad_clip_norm=1.0
+    )
     fit(params, tmp_path, tmp_path, tmp_path / "model.pt", live)
     rates = [step["train/learning_rate"] for step in live.history]
     assert rates == pytest.approx([0.5e-4, 1e-4, 1e-4 * 0.5 * (1 + math.cos(math.pi / 2))])
@@ -77,8 +88,10 @@ def test_non_finite_loss_names_epoch_and_step(tmp_path, bad_step):
 
     try:
         torch.nn.CrossEntropyLoss.forward = loss_from
-        with pytest.raises(FloatingPointError, match=rf"loss is inf at epoch 0, step {bad_step}: lower training.learning_rate"):
-            fit(params, tmp_path, tmp_path, tmp_path / "model.pt", RecordingLive())
+        with pytest.raises(
+            FloatingPointError, match=rf"loss is inf at epoch 0, step {bad_step}: lower training.learning_rate"
+        ):
+            fit(params, tmp_path, tmp_path, tmp_path / "model.pt", MemoryLive())
     finally:
         torch.nn.CrossEntropyLoss.forward = original
 
@@ -103,7 +116,7 @@ def test_each_steps_loss_is_read_only_after_the_next_step_is_queued(tmp_path, mo
         return Loss(loss, events[-1][1]), logits
 
     monkeypatch.setattr(train, "train_step", step)
-    fit(_params(epochs=1), tmp_path, tmp_path, tmp_path / "model.pt", RecordingLive())
+    fit(_params(epochs=1), tmp_path, tmp_path, tmp_path / "model.pt", MemoryLive())
     assert events == [("step", 0), ("step", 1), ("read", 0), ("step", 2), ("read", 1), ("read", 2)]
 
 
@@ -111,7 +124,9 @@ def test_loader_workers_that_crowd_the_cores_are_named():
     assert train.crowded_cores(workers=8, processes=1, cores=16) is None
     assert train.crowded_cores(workers=1, processes=1, cores=2) is None  # the sample profile here
     message = train.crowded_cores(workers=16, processes=1, cores=16)
-    assert message.startswith("training.num_workers 16 with 1 training process(es) makes 17 busy processes on 16 CPU cores")
+    assert message.startswith(
+        "training.num_workers 16 with 1 training process(es) makes 17 busy processes on 16 CPU cores"
+    )
     assert message.endswith("Set training.num_workers to at most 15.")
     assert train.crowded_cores(workers=4, processes=4, cores=16).endswith("at most 3.")
 
@@ -119,7 +134,10 @@ def test_loader_workers_that_crowd_the_cores_are_named():
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this platform")
 def test_available_cores_follow_the_affinity_not_the_machine():
     """A scheduler or container that gives the process one core gets one worker per stage, not os.cpu_count()."""
-    code = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); from stages.cores import available_cores; print(available_cores())"
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from skinlesion.cores import available_cores; print(available_cores())"
+    )
     narrowed = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert narrowed.stdout.strip() == "1"
     assert available_cores() == len(os.sched_getaffinity(0))
@@ -129,11 +147,14 @@ def test_saved_state_is_resumed_only_for_an_unfinished_run_of_the_same_settings(
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.Adam(model.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     path = tmp_path / "state.pt"
-    save_state(path, fingerprint="abc", epoch=2, best={"epoch": 1}, complete=False, model=model, optimizer=optimizer, scheduler=scheduler)
+    save_state(path, fingerprint="abc", epoch=2, best={"epoch": 1}, complete=False, **parts)
     assert load_state(path, "abc")["epoch"] == 2
+    assert load_state(path, "abc")["scaler"] == scaler.state_dict()
     assert load_state(path, "other settings") is None
-    save_state(path, fingerprint="abc", epoch=5, best={"epoch": 1}, complete=True, model=model, optimizer=optimizer, scheduler=scheduler)
+    save_state(path, fingerprint="abc", epoch=5, best={"epoch": 1}, complete=True, **parts)
     assert load_state(path, "abc") is None  # a finished run starts over
     path.write_bytes(b"not a torch file")
     assert load_state(path, "abc") is None
@@ -143,12 +164,13 @@ def test_saved_state_is_resumed_only_for_an_unfinished_run_of_the_same_settings(
 def test_fingerprint_follows_settings_and_data(tmp_path):
     manifest = tmp_path / "train.csv"
     manifest.write_text("image,label\nISIC_0000001,NV\n")
+    (tmp_path / "val.csv").write_text("image,label\nISIC_0000002,NV\n")
     params = _params(epochs=3)
-    first = fingerprint(params, [manifest])
-    assert fingerprint(params, [manifest]) == first
-    assert fingerprint(_params(epochs=4), [manifest]) != first
+    first = fingerprint(params, tmp_path, tmp_path)
+    assert fingerprint(params, tmp_path, tmp_path) == first
+    assert fingerprint(_params(epochs=4), tmp_path, tmp_path) != first
     manifest.write_text("image,label\nISIC_0000001,MEL\n")
-    assert fingerprint(params, [manifest]) != first
+    assert fingerprint(params, tmp_path, tmp_path) != first
 
 
 def _fail_in_second_epoch(monkeypatch, error: Exception) -> None:
@@ -170,12 +192,12 @@ def test_out_of_memory_says_which_params_to_lower_and_that_the_run_resumes(tmp_p
     params = _params(epochs=3)
     _fail_in_second_epoch(monkeypatch, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     with pytest.raises(TrainingError) as caught:
-        fit(params, tmp_path, tmp_path, tmp_path / "model.pt", RecordingLive(), state_path=tmp_path / "state.pt")
+        fit(params, tmp_path, tmp_path, tmp_path / "model.pt", MemoryLive(), state_path=tmp_path / "state.pt")
     message = str(caught.value)
     assert "out of memory in epoch 1 with training.batch_size 8 (8 per process), prepare.image_size 32" in message
     assert "lower training.batch_size or prepare.image_size, or use training.precision bf16" in message
     assert "dvc repro with the same params resumes from epoch 1" in message
-    run = fingerprint(params, [tmp_path / "train.csv", tmp_path / "val.csv"])
+    run = fingerprint(params, tmp_path, tmp_path)
     assert load_state(tmp_path / "state.pt", run)["epoch"] == 0  # what the message promises is there
 
 
@@ -183,7 +205,7 @@ def test_other_errors_pass_through_unchanged(tmp_path, monkeypatch):
     _tiny_sets(tmp_path)
     _fail_in_second_epoch(monkeypatch, RuntimeError("something else"))
     with pytest.raises(RuntimeError, match="^something else$"):
-        fit(_params(epochs=2), tmp_path, tmp_path, tmp_path / "model.pt", RecordingLive())
+        fit(_params(epochs=2), tmp_path, tmp_path, tmp_path / "model.pt", MemoryLive())
 
 
 def test_a_dying_loader_worker_says_what_to_change(tmp_path, monkeypatch):
@@ -204,7 +226,14 @@ def test_a_dying_loader_worker_says_what_to_change(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "validate", validate_then_arm)
     monkeypatch.setattr(ImageArrayDataset, "__getitem__", item)
     with pytest.raises(TrainingError) as caught:
-        fit(_params(epochs=3, num_workers=1), tmp_path, tmp_path, tmp_path / "model.pt", RecordingLive(), state_path=tmp_path / "state.pt")
+        fit(
+            _params(epochs=3, num_workers=1),
+            tmp_path,
+            tmp_path,
+            tmp_path / "model.pt",
+            MemoryLive(),
+            state_path=tmp_path / "state.pt",
+        )
     message = str(caught.value)
     assert message.startswith("a data loader worker died in epoch 1 (DataLoader worker (pid")
     assert "lower training.num_workers (1) or training.batch_size (8)" in message
@@ -213,7 +242,14 @@ def test_a_dying_loader_worker_says_what_to_change(tmp_path, monkeypatch):
 
 def _small_net(name: str, num_classes: int, weights: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, num_classes))
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, num_classes),
+    )
 
 
 def test_compiled_training_matches_eager_and_saves_the_plain_modules_weights(tmp_path, monkeypatch):
@@ -221,8 +257,15 @@ def test_compiled_training_matches_eager_and_saves_the_plain_modules_weights(tmp
     monkeypatch.setattr(train, "build_model", _small_net)  # compiling DenseNet121 takes minutes on a CPU
     runs = {}
     for mode in ("none", "default"):
-        live = RecordingLive()
-        fit(_params(epochs=2, compile=mode), tmp_path, tmp_path, tmp_path / f"{mode}.pt", live, state_path=tmp_path / f"{mode}-state.pt")
+        live = MemoryLive()
+        fit(
+            _params(epochs=2, compile=mode),
+            tmp_path,
+            tmp_path,
+            tmp_path / f"{mode}.pt",
+            live,
+            state_path=tmp_path / f"{mode}-state.pt",
+        )
         runs[mode] = live.history
         saved = torch.load(tmp_path / f"{mode}.pt", weights_only=True)["state_dict"]
         state = torch.load(tmp_path / f"{mode}-state.pt", weights_only=True)["model"]
@@ -236,11 +279,11 @@ def test_augmenting_on_the_device_trains_and_differs_from_the_loaders_draws(tmp_
     _tiny_sets(tmp_path)
     runs = {}
     for place in ("loader", "device"):
-        live = RecordingLive()
+        live = MemoryLive()
         fit(_params(epochs=2, augment_on=place), tmp_path, tmp_path, tmp_path / f"{place}.pt", live)
         runs[place] = [step["train/loss"] for step in live.history]
         assert all(math.isfinite(loss) for loss in runs[place])
     assert runs["device"] != runs["loader"]  # its own random draws, not the workers'
-    again = RecordingLive()
+    again = MemoryLive()
     fit(_params(epochs=2, augment_on="device"), tmp_path, tmp_path, tmp_path / "again.pt", again)
     assert [step["train/loss"] for step in again.history] == runs["device"]  # seeded per epoch

@@ -15,7 +15,11 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-PACKAGES = {"vega@5.20.2": "vega.min.js", "vega-lite@5.2.0": "vega-lite.min.js", "vega-embed@6.18.2": "vega-embed.min.js"}
+PACKAGES = {
+    "vega@5.20.2": "vega.min.js",
+    "vega-lite@5.2.0": "vega-lite.min.js",
+    "vega-embed@6.18.2": "vega-embed.min.js",
+}
 TARGET = Path(__file__).resolve().parents[1] / ".dvc" / "plots" / "offline.html"
 
 PAGE = """<!DOCTYPE html>
@@ -41,7 +45,13 @@ def main() -> None:
     scripts = []
     with tempfile.TemporaryDirectory() as tmp:
         for package, build in PACKAGES.items():
-            archive = subprocess.run(["npm", "pack", "--silent", package], cwd=tmp, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            archive = (
+                subprocess.run(
+                    ["npm", "pack", "--silent", package], cwd=tmp, check=True, capture_output=True, text=True
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             with tarfile.open(Path(tmp) / archive) as tar:
                 code = tar.extractfile(f"package/build/{build}").read().decode("utf-8")
             if "</script" in code:

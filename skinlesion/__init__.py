@@ -1,0 +1,11 @@
+"""skinlesion: the library behind the DVC stages in stages/.
+
+config.py        the params loader (each section's schema lives beside the code it configures)
+data/            ISIC files, image decoding, the lesion split, image arrays and manifests
+resampling/      K-Means undersampling and augmentation oversampling of the training split
+transforms/      normalisation and the published augmentation (per image, or per batch on the GPU)
+model/           torchvision backbones, the model file, devices, batched inference
+training/        the training loop, its params, resuming, several processes
+evaluation/      metrics, the test report, Grad-CAM
+predict.py, cli.py   the `skinlesion` command (predict, import-isic, check-params, params-schema)
+"""

@@ -1,0 +1,94 @@
+"""Decoded image arrays and the manifests that travel with them.
+
+A split's images live in one `.npy` file of shape (N, size, size, 3), dtype uint8, opened
+memory-mapped so that no stage holds a whole split in memory. Its manifest is a CSV with
+one row per image: `image, label, lesion_id, split, row` (`row` indexes the array) and,
+for the balanced training set, `source_image` and `augmented`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from skinlesion.classes import CLASSES
+from skinlesion.errors import DataError
+
+MANIFEST_COLUMNS = ("image", "label", "lesion_id", "split", "row")
+
+
+class ImageWriter:
+    """Writes a new (count, size, size, 3) uint8 `.npy` file row by row.
+
+    Rows go out through ordinary file writes, so they land in the page cache rather than in
+    this process's memory (a writable memory map would hold every written page): memory
+    stays flat however many images are written. Unwritten rows read as zeros.
+    """
+
+    def __init__(self, path: str | Path, count: int, size: int):
+        self.shape = (count, size, size, 3)
+        self._row_bytes = size * size * 3
+        self._file = open(path, "wb")  # noqa: SIM115 -- closed by close() / the with block of the writer
+        np.lib.format.write_array_header_1_0(self._file, {"descr": "|u1", "fortran_order": False, "shape": self.shape})
+        self._data_start = self._file.tell()
+        self._file.truncate(self._data_start + count * self._row_bytes)
+
+    def write(self, row: int, pixels: np.ndarray) -> None:
+        """Store `pixels` ((size, size, 3) uint8) as row `row`."""
+        if pixels.shape != self.shape[1:] or pixels.dtype != np.uint8:
+            raise ValueError(f"expected a {self.shape[1:]} uint8 image, got {pixels.shape} {pixels.dtype}")
+        self._file.seek(self._data_start + row * self._row_bytes)
+        self._file.write(np.ascontiguousarray(pixels).data)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> ImageWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_images(path: str | Path) -> np.ndarray:
+    """An image array opened read-only and memory-mapped: shape (N, H, W, 3), uint8."""
+    images = np.load(Path(path), mmap_mode="r")
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise DataError(f"{path}: expected a (N, H, W, 3) uint8 array, found {images.shape} {images.dtype}")
+    return images
+
+
+def copy_rows(source: np.ndarray, rows: np.ndarray, path: str | Path) -> None:
+    """Write `source[rows]` to a new array file at `path`, one image at a time."""
+    with ImageWriter(path, len(rows), source.shape[1]) as target:
+        for index, row in enumerate(rows):
+            target.write(index, source[row])
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """Read a manifest CSV and check its columns and labels."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found")
+    manifest = pd.read_csv(
+        path, dtype={"image": str, "lesion_id": str, "label": str, "source_image": str}, keep_default_na=False
+    )
+    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise DataError(f"{path}: missing columns {missing}")
+    unknown = manifest.loc[~manifest["label"].isin(CLASSES), "label"]
+    if len(unknown):
+        raise DataError(f"{path}: unknown label {unknown.iloc[0]!r}")
+    return manifest
+
+
+def write_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
+    manifest.to_csv(Path(path), index=False, lineterminator="\n")
+
+
+def class_counts(labels: pd.Series) -> dict[str, int]:
+    """Images per class, every class listed (zero where absent), in ISIC column order."""
+    counts = labels.value_counts()
+    return {name: int(counts.get(name, 0)) for name in CLASSES}

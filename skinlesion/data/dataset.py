@@ -1,0 +1,47 @@
+"""A torch Dataset over a decoded image array and its manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from skinlesion.classes import CLASSES
+from skinlesion.data.arrays import open_images
+
+
+class ImageArrayDataset(Dataset):
+    """Items are (transform(image), class index); images come from a memory-mapped array.
+
+    The array is opened lazily in each DataLoader worker: the dataset that is pickled to the
+    workers carries only the path, never the pixels, so no worker copies the split.
+    """
+
+    def __init__(
+        self, array_path: str | Path, manifest: pd.DataFrame, transform: Callable[[torch.Tensor], torch.Tensor]
+    ):
+        self.array_path = Path(array_path)
+        self.rows = manifest["row"].to_numpy()
+        self.targets = manifest["label"].map(CLASSES.index).to_numpy()
+        self.transform = transform
+        self._images: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def image(self, index: int) -> np.ndarray:
+        """The stored pixels of item `index`, before any transform: (H, W, 3) uint8."""
+        if self._images is None:
+            self._images = open_images(self.array_path)
+        return np.array(self._images[self.rows[index]])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        pixels = torch.from_numpy(self.image(index)).permute(2, 0, 1)  # (3, H, W) uint8
+        return self.transform(pixels), int(self.targets[index])
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_images": None}

@@ -1,0 +1,166 @@
+"""Reading the ISIC 2019 training files: the two CSVs and where the JPEG images lie.
+
+The same code reads the real ISIC 2019 download and the synthetic sample, which is written
+in the same format: `ISIC_2019_Training_GroundTruth.csv` (image + one-hot float columns
+MEL..SCC, UNK), `ISIC_2019_Training_Metadata.csv` (image, age_approx, anatom_site_general,
+lesion_id, sex) and `ISIC_2019_Training_Input/<image>.jpg`, or those JPEGs inside the
+official `ISIC_2019_Training_Input.zip`.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+import numpy as np
+import pandas as pd
+
+from skinlesion.classes import CLASSES
+from skinlesion.data.split import lesion_groups
+from skinlesion.errors import DataError
+
+GROUND_TRUTH_CSV = "ISIC_2019_Training_GroundTruth.csv"
+METADATA_CSV = "ISIC_2019_Training_Metadata.csv"
+IMAGE_DIR = "ISIC_2019_Training_Input"
+IMAGE_ZIP = "ISIC_2019_Training_Input.zip"
+GROUND_TRUTH_COLUMNS = ("image", *CLASSES, "UNK")
+METADATA_COLUMNS = ("image", "age_approx", "anatom_site_general", "lesion_id", "sex")
+
+
+def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    # utf-8-sig drops a byte-order mark; every cell stays text so nothing is silently coerced
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    frame.columns = [c.strip() for c in frame.columns]
+    if tuple(frame.columns) != columns:
+        raise DataError(f"{path}: expected columns {list(columns)}, found {list(frame.columns)}")
+    frame["image"] = frame["image"].str.strip()
+    duplicated = frame[frame["image"].duplicated(keep=False)]
+    if len(duplicated):
+        first = duplicated.iloc[0]
+        rows = [int(i) + 2 for i in duplicated.index[duplicated["image"] == first["image"]]]
+        raise DataError(f"{path}: image {first['image']!r} appears more than once (lines {rows})")
+    empty = frame.index[frame["image"] == ""]
+    if len(empty):
+        raise DataError(f"{path}: line {int(empty[0]) + 2} has no image name")
+    return frame
+
+
+def _labels_from_one_hot(frame: pd.DataFrame, path: Path) -> pd.Series:
+    """The class name of each row; every row must be one-hot over the 8 training classes."""
+    label_columns = [*CLASSES, "UNK"]
+    try:
+        values = frame[label_columns].apply(pd.to_numeric, errors="raise").to_numpy(float)
+    except ValueError:
+        for line, row in zip(frame.index + 2, frame[label_columns].itertuples(index=False)):
+            for column, cell in zip(label_columns, row):
+                try:
+                    float(cell)
+                except ValueError:
+                    raise DataError(
+                        f"{path}: line {line} ({frame.at[line - 2, 'image']}): "
+                        f"column {column} is {cell!r}, not a number"
+                    ) from None
+        raise
+    is_binary = np.isin(values, (0.0, 1.0)).all(axis=1)
+    is_one_hot = is_binary & (values.sum(axis=1) == 1.0)
+    for index in np.flatnonzero(~is_one_hot)[:1]:
+        raise DataError(
+            f"{path}: line {index + 2} ({frame['image'].iloc[index]}): labels must be one-hot "
+            f"(exactly one 1.0, the rest 0.0), got {dict(zip(label_columns, values[index]))}"
+        )
+    unknown = np.flatnonzero(values[:, -1] == 1.0)
+    if len(unknown):
+        index = unknown[0]
+        raise DataError(
+            f"{path}: line {index + 2} ({frame['image'].iloc[index]}): class UNK is not "
+            f"one of the training classes {list(CLASSES)}"
+        )
+    return pd.Series(np.asarray(CLASSES)[values[:, :-1].argmax(axis=1)], index=frame.index)
+
+
+def read_labels(root: str | Path) -> pd.DataFrame:
+    """Read and cross-check the ground truth and metadata under `root`.
+
+    Returns one row per image, in ground-truth order, with columns `image`, `label`
+    (class name), `lesion_id` (empty when unknown) and `group` (the lesion, or the image
+    itself when it has no lesion id: the unit that must never straddle two splits).
+    """
+    root = Path(root)
+    truth_path, meta_path = root / GROUND_TRUTH_CSV, root / METADATA_CSV
+    truth = _read_csv(truth_path, GROUND_TRUTH_COLUMNS)
+    meta = _read_csv(meta_path, METADATA_COLUMNS)
+    labels = pd.DataFrame({"image": truth["image"], "label": _labels_from_one_hot(truth, truth_path)})
+
+    missing = labels.loc[~labels["image"].isin(meta["image"]), "image"]
+    if len(missing):
+        raise DataError(
+            f"{meta_path}: no row for image {missing.iloc[0]!r} of {truth_path.name} ({len(missing)} images missing)"
+        )
+    lesions = meta.set_index("image")["lesion_id"].str.strip()
+    labels["lesion_id"] = labels["image"].map(lesions)
+    labels["group"] = lesion_groups(labels)
+
+    per_lesion = labels[labels["lesion_id"] != ""].groupby("lesion_id")["label"].nunique()
+    mixed = per_lesion[per_lesion > 1]
+    if len(mixed):
+        lesion = mixed.index[0]
+        found = sorted(labels.loc[labels["lesion_id"] == lesion, "label"].unique())
+        raise DataError(f"{meta_path}: lesion {lesion!r} has images of several classes {found}")
+    return labels.reset_index(drop=True)
+
+
+class ImageSource:
+    """The JPEGs under a data root: the folder `ISIC_2019_Training_Input/` or, if there is
+    none, the official `ISIC_2019_Training_Input.zip`, read in place without extracting.
+
+    A source pickles without its open archive, so each worker process reopens it.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.folder, self.archive = self.root / IMAGE_DIR, self.root / IMAGE_ZIP
+        if not self.folder.is_dir() and not self.archive.is_file():
+            raise DataError(f"{self.root}: found neither {IMAGE_DIR}/ nor {IMAGE_ZIP}")
+        self._zip: zipfile.ZipFile | None = None
+        self._members: dict[str, str] = {}
+
+    @property
+    def is_zip(self) -> bool:
+        return not self.folder.is_dir()
+
+    def describe(self, image: str) -> str:
+        """Where `image` is read from, for messages."""
+        name = f"{image}.jpg"
+        if self.is_zip:
+            return f"{self.archive}:{self._member(name)}"
+        return str(self.folder / name)
+
+    def _member(self, name: str) -> str:
+        if self._zip is None:
+            try:
+                self._zip = zipfile.ZipFile(self.archive)
+            except zipfile.BadZipFile as error:
+                raise DataError(f"{self.archive}: not a readable zip file ({error})") from None
+            # members may sit in a folder inside the archive; index them by file name
+            self._members = {
+                PurePosixPath(info.filename).name: info.filename for info in self._zip.infolist() if not info.is_dir()
+            }
+        return self._members.get(name, name)
+
+    def open(self, image: str) -> BinaryIO:
+        """A binary file object holding the JPEG of `image`; FileNotFoundError if absent."""
+        name = f"{image}.jpg"
+        if not self.is_zip:
+            return open(self.folder / name, "rb")
+        member = self._member(name)
+        try:
+            return io.BytesIO(self._zip.read(member))
+        except KeyError:
+            raise FileNotFoundError(f"{self.archive}: no member {name}") from None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_zip": None, "_members": {}}

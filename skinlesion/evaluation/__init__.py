@@ -1,0 +1,1 @@
+"""Evaluation and explanation: metrics, the test report, Grad-CAM."""

@@ -1,0 +1,1 @@
+"""The classifier: backbones and weights, the model file, devices, batched inference."""

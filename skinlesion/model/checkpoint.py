@@ -1,0 +1,61 @@
+"""The model file: weights plus what inference needs, written by train and read by evaluate,
+gradcam and predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.transforms import v2
+
+from skinlesion.atomic import atomic_file
+from skinlesion.model.architectures import ARCHITECTURES, WeightsError, build_model
+from skinlesion.transforms.normalize import normalize
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, **info) -> None:
+    """Save weights and what inference needs (arch, classes, image_size, mean, std, ...)."""
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    with atomic_file(path) as tmp:
+        torch.save({"state_dict": state, **info}, tmp)
+
+
+def load_checkpoint(path: str | Path, classes: tuple[str, ...] | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild the model saved by `save_checkpoint`; returns (model in eval mode, info).
+
+    With `classes`, the model must predict exactly those classes in that order (evaluate
+    and gradcam score it against labels in the project's order).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise WeightsError(f"{path}: not a loadable model file ({error})") from error
+    if not isinstance(checkpoint, dict):
+        raise WeightsError(f"{path}: not a model of this project (holds a {type(checkpoint).__name__})")
+    missing = [key for key in ("state_dict", "arch", "classes", "image_size", "mean", "std") if key not in checkpoint]
+    if missing:
+        raise WeightsError(f"{path}: not a model of this project (missing {missing})")
+    if checkpoint["arch"] not in ARCHITECTURES:
+        raise WeightsError(f"{path}: unknown architecture {checkpoint['arch']!r}; known: {sorted(ARCHITECTURES)}")
+    if classes is not None and tuple(checkpoint["classes"]) != tuple(classes):
+        raise WeightsError(
+            f"{path}: the model predicts {list(checkpoint['classes'])}, not {list(classes)} in that order"
+        )
+    model = build_model(checkpoint["arch"], len(checkpoint["classes"]), "none")
+    try:
+        model.load_state_dict(checkpoint["state_dict"], strict=True)
+    except (RuntimeError, TypeError, AttributeError) as error:  # other keys or shapes; not a state dict at all
+        raise WeightsError(
+            f"{path}: weights do not fit {checkpoint['arch']} with {len(checkpoint['classes'])} classes: {error}"
+        ) from error
+    info = {key: value for key, value in checkpoint.items() if key != "state_dict"}
+    return model.eval(), info
+
+
+def input_transform(info: dict) -> v2.Compose:
+    """The normalisation the model in `info` (load_checkpoint's) was trained with."""
+    return normalize(mean=tuple(info["mean"]), std=tuple(info["std"]))

@@ -1,0 +1,74 @@
+"""Profiles: named sets of params, run as DVC experiments beside the sample run.
+
+A profile (profiles/NAME.yaml) holds only the keys it changes from params.yaml.
+`skinlesion run-profile NAME` checks params.yaml with the profile applied, then runs
+
+    dvc exp run --temp --name NAME -S key=value ...
+
+so the experiment shows in `dvc exp show` beside the workspace's run, and params.yaml and the
+workspace stay as they are (`--queue`, or other `dvc exp run` options, may be added).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from skinlesion.config import ParamsError, parse_params
+from skinlesion.schema import ParamsFile
+
+PROFILES = Path("profiles")
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"training": {"epochs": 50}} -> {"training.epochs": 50}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def apply_profile(params: dict, profile: dict, name: str) -> dict:
+    """`params` with the keys of `profile` replaced; a key params.yaml lacks is an error."""
+    merged = json.loads(json.dumps(params))
+    for key, value in flatten(profile).items():
+        *sections, leaf = key.split(".")
+        node = merged
+        for part in sections:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            raise ParamsError(f"profile {name}: {key} is not a key of params.yaml")
+        node[leaf] = value
+    return merged
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"profile: {path} not found") from None
+
+
+def exp_run_command(name: str, profile: dict, extra: list[str]) -> list[str]:
+    """The `dvc exp run` command of a profile: one -S per key, in the workspace's own terms."""
+    sets = [
+        f"{key}={json.dumps(value) if not isinstance(value, str) else value}" for key, value in flatten(profile).items()
+    ]
+    where = [] if {"--queue", "--temp"} & set(extra) else ["--temp"]
+    return [sys.executable, "-m", "dvc", "exp", "run", *where, "--name", name, *(f"-S{s}" for s in sets), *extra]
+
+
+def run_profile(name: str, extra: list[str], params_path: Path = Path("params.yaml")) -> int:
+    """Check params.yaml with profile `name` applied, then run it as an experiment."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else PROFILES / f"{name}.yaml"
+    profile = read_yaml(path)
+    parse_params(ParamsFile, apply_profile(read_yaml(params_path), profile, path.stem))
+    return subprocess.run(exp_run_command(path.stem, profile, extra)).returncode

@@ -1,0 +1,1 @@
+"""Class rebalancing of the training split: K-Means undersampling, augmentation oversampling."""

@@ -1,0 +1,106 @@
+"""Augmentation oversampling: fill every training class below its target with augmented
+copies of its own real training images (never val or test), deterministically for the seed.
+
+The balanced training set is the kept real images, then the copies, in one array with a
+manifest naming each copy's source.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from skinlesion.atomic import atomic_file
+from skinlesion.config import View
+from skinlesion.data.arrays import ImageWriter
+from skinlesion.resampling.targets import ClassTargets
+from skinlesion.transforms.augment import AugmentationParams, augment
+
+
+class OversampleRun(View):
+    """The params augment-oversample reads."""
+
+    sampling: ClassTargets
+    augmentation: AugmentationParams
+
+
+def oversample_plan(manifest: pd.DataFrame, targets: dict[str, int], seed: int) -> pd.DataFrame:
+    """Which real images to copy, and how often, to fill each class up to its target.
+
+    Returns one row per copy to make (columns of `manifest`, for its source image, plus
+    `copy`: the copy's number for that source). Sources are used in turn, in a seeded
+    shuffled order, so every image of a class is copied equally often (to within one).
+    """
+    rng = np.random.default_rng(seed)
+    plans = []
+    for label, target in targets.items():
+        real = manifest[manifest["label"] == label]
+        missing = target - len(real)
+        if missing <= 0:
+            continue
+        if len(real) == 0:
+            raise ValueError(f"class {label} has no training images to oversample from")
+        order = rng.permutation(len(real))
+        turns = np.resize(order, missing)  # order repeated until `missing` long
+        plan = real.iloc[turns].copy()
+        plan["copy"] = np.arange(missing) // len(real)
+        plans.append(plan)
+    if not plans:
+        return manifest.iloc[:0].assign(copy=pd.Series(dtype=np.int64))
+    return pd.concat(plans, ignore_index=True)
+
+
+def balanced_manifest(kept: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
+    """Manifest of the balanced set: real rows first, then one row per planned copy."""
+    real = kept.assign(source_image=kept["image"], augmented=False)
+    copies = plan.assign(
+        source_image=plan["image"],
+        image=plan["image"] + "_aug" + plan["copy"].astype(str).str.zfill(3),
+        augmented=True,
+    ).drop(columns="copy")
+    balanced = pd.concat([real, copies], ignore_index=True)
+    balanced["source_row"] = balanced["row"]  # row of the source image in the prepared train array
+    balanced["row"] = np.arange(len(balanced))
+    return balanced
+
+
+def write_balanced(images: np.ndarray, balanced: pd.DataFrame, params: AugmentationParams, path: Path) -> None:
+    """Write the balanced array: real images copied, augmented ones drawn with `params.seed`."""
+    transform = augment(params=params, size=images.shape[1])
+    torch.manual_seed(params.seed)  # copies are drawn in manifest order from one seeded stream
+    sources = balanced["source_row"].to_numpy()
+    with ImageWriter(path, len(balanced), images.shape[1]) as target:
+        for row, (source, augmented) in enumerate(
+            tqdm(zip(sources, balanced["augmented"]), total=len(balanced), desc="augment-oversample", unit="img")
+        ):
+            pixels = torch.from_numpy(np.array(images[source])).permute(2, 0, 1)
+            if augmented:
+                pixels = transform(pixels)
+            target.write(row, pixels.permute(1, 2, 0).numpy())
+
+
+def plot_grid(balanced: pd.DataFrame, images: np.ndarray, path: Path, per_class: int = 4) -> None:
+    """For each oversampled class, one original beside `per_class` of its copies."""
+    copies = balanced[balanced["augmented"]]
+    labels = list(dict.fromkeys(copies["label"]))
+    fig = Figure(figsize=(1.6 * (per_class + 1), 1.6 * max(1, len(labels))))
+    axes = fig.subplots(max(1, len(labels)), per_class + 1, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for row_axes, label in zip(axes, labels):
+        source = copies.loc[copies["label"] == label, "source_image"].value_counts().index[0]
+        original = balanced[(balanced["image"] == source) & ~balanced["augmented"]].iloc[0]
+        made = copies[copies["source_image"] == source].head(per_class)
+        row_axes[0].imshow(images[original["row"]])
+        row_axes[0].set_title(f"{label} original", fontsize=7)
+        for ax, (_, copy) in zip(row_axes[1:], made.iterrows()):
+            ax.imshow(images[copy["row"]])
+            ax.set_title("copy", fontsize=7)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")

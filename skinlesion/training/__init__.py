@@ -1,0 +1,1 @@
+"""Training: the loop, its params, optimiser and loss, resuming, several processes."""

@@ -1,0 +1,81 @@
+"""The params sections only the train stage reads, `model` and `training`, and the keys of
+other sections it reads too (TrainRun)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from skinlesion.classes import CLASSES
+from skinlesion.config import Section, View
+from skinlesion.model.architectures import ARCHITECTURES
+from skinlesion.model.device import Device
+from skinlesion.transforms.augment import AugmentationParams
+
+
+class ModelParams(Section):
+    name: Literal[tuple(ARCHITECTURES)] = Field(description="torchvision backbone (densenet121 is the published one)")
+    num_classes: Literal[len(CLASSES)] = Field(description="the 8 ISIC 2019 training classes")
+    weights: str = Field(description="imagenet, none, or the path of a weights file")
+
+
+class TrainingParams(Section):
+    batch_size: int = Field(gt=0, description="images per step, of all processes together")
+    epochs: int = Field(gt=0)
+    learning_rate: float = Field(gt=0, lt=1)
+    device: Device = Field(description="auto picks CUDA, then Apple MPS, then CPU")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        description="fp32 (TF32 tensor cores on CUDA), or bf16/fp16 autocast on CUDA"
+    )
+    num_workers: int = Field(ge=0, description="loader processes per training process")
+    seed: int
+    lr_schedule: Literal["constant", "cosine"] = Field(description="constant (published), or cosine after warmup")
+    warmup_epochs: int = Field(ge=0, description="linear warmup epochs of the cosine schedule")
+    weight_decay: float = Field(ge=0, description="Adam's L2 penalty")
+    loss: Literal["cross_entropy", "weighted_cross_entropy", "focal"] = Field(
+        description="cross_entropy (published), weighted_cross_entropy (inverse class frequency), focal"
+    )
+    focal_gamma: float = Field(ge=0)
+    label_smoothing: float = Field(ge=0, lt=1)
+    early_stopping_patience: int = Field(
+        ge=0, description="epochs without a better val balanced accuracy; 0: never stop"
+    )
+    grad_clip_norm: float = Field(ge=0, description="clip the gradients' global norm to this; 0: no clipping")
+    augment_on: Literal["loader", "device"] = Field(
+        description="loader: per image in the DataLoader workers; device: per batch after the transfer"
+    )
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = Field(
+        description="torch.compile mode for the training step, or none"
+    )
+    processes: int = Field(gt=0, description="training processes (DistributedDataParallel, one per GPU)")
+    backend: Literal["auto", "nccl", "gloo"] = Field(description="torch.distributed backend; auto: nccl on CUDA")
+    timeout_s: int = Field(gt=0, description="how long processes wait for each other before failing")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingParams:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs: must be within [0, epochs), got {self.warmup_epochs}")
+        if self.batch_size % self.processes:
+            raise ValueError(
+                f"batch_size: {self.batch_size} does not split evenly over {self.processes} processes "
+                "(it is the batch of all processes together)"
+            )
+        return self
+
+
+class PreparedImages(View):
+    """The keys of `prepare` that training records in the model file (prepare-split checks them all)."""
+
+    image_size: int
+    crop_border: bool
+    color_constancy: bool
+
+
+class TrainRun(View):
+    """The params the train stage reads."""
+
+    prepare: PreparedImages
+    augmentation: AugmentationParams
+    model: ModelParams
+    training: TrainingParams

@@ -1,0 +1,74 @@
+"""Resumable training: the state saved after every epoch, and when it may be resumed.
+
+A run killed mid-way continues on the next `dvc repro` from its last completed epoch, with
+the model, optimiser and schedule as they were. It resumes only a run of the very same
+settings and data (a fingerprint of both is stored), and never a run that finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from skinlesion.atomic import atomic_file
+from skinlesion.training.params import TrainRun
+
+log = logging.getLogger(__name__)
+
+
+def fingerprint(params: TrainRun, balanced_dir: Path, prepared_dir: Path) -> str:
+    """Hash of what determines a training run: its params and its input manifests."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode())
+    for path in (balanced_dir / "train.csv", prepared_dir / "val.csv"):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def save_state(
+    path: Path,
+    *,
+    fingerprint: str,
+    epoch: int,
+    best: dict,
+    complete: bool,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+) -> None:
+    """Write the state after `epoch` (0-based, completed), atomically."""
+    state = {
+        "fingerprint": fingerprint,
+        "epoch": epoch,
+        "best": best,
+        "complete": complete,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+    }
+    with atomic_file(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(path: Path, fingerprint: str) -> dict | None:
+    """The saved state if it belongs to an unfinished run with this fingerprint, else None."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unreadable or foreign: start over rather than trust it
+        log.warning("%s: not a usable training state (%s); starting from epoch 0", path, error)
+        return None
+    if state.get("fingerprint") != fingerprint:
+        log.info("%s: saved for other settings or data; starting from epoch 0", path)
+        return None
+    if state.get("complete"):
+        return None
+    return state

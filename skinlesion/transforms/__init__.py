@@ -1,0 +1,1 @@
+"""Image transforms: the normalisation every stage shares and the published augmentation."""

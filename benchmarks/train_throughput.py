@@ -51,9 +51,9 @@ from skinlesion.data.isic import IMAGE_DIR, ImageSource
 from skinlesion.data.prepare import decode_all
 from skinlesion.data.synthetic import SampleParams, plan_sample, write_sample
 from skinlesion.model.architectures import build_model
-from skinlesion.model.device import autocast_dtype, compile_model, configure_backends, memory_format, select_device
+from skinlesion.model.device import compile_model, configure_backends, memory_format, select_device
 from skinlesion.training.loop import Trainer, train_one_epoch
-from skinlesion.training.optim import make_optimizer
+from skinlesion.training.optim import make_optimizer, make_scaler
 from skinlesion.training.params import TrainingParams, TrainRun
 from skinlesion.transforms.augment import AugmentationParams, train_transform
 from skinlesion.transforms.batched import BatchAugment
@@ -157,7 +157,7 @@ def project_loop(
         criterion=nn.CrossEntropyLoss(),
         optimizer=optimizer,
         scheduler=scheduler,
-        scaler=torch.amp.GradScaler(enabled=autocast_dtype(device, settings.precision) == torch.float16),
+        scaler=make_scaler(device, settings.precision),
         train_loader=loader,
         val_loader=loader,
         device=device,

@@ -75,6 +75,33 @@ TINY = {
 }
 
 
+ALL_STAGES = [
+    "make-sample",
+    "prepare-split",
+    "kmeans-undersample",
+    "augment-oversample",
+    "train",
+    "evaluate",
+    "gradcam",
+]
+
+
+def model_info(**changes) -> dict:
+    """What a model file of this project holds besides its weights (a DenseNet121 at 64 px)."""
+    info = dict(
+        arch="densenet121",
+        classes=list(CLASSES),
+        image_size=64,
+        crop_border=False,
+        color_constancy=False,
+        mean=[0.485, 0.456, 0.406],
+        std=[0.229, 0.224, 0.225],
+        epoch=0,
+        val_balanced_accuracy=0.0,
+    )
+    return {**info, **changes}
+
+
 def run_command(*args: str, cwd: Path) -> str:
     """Run a command (the venv's executables first on PATH); fail the test if it fails."""
     env = {

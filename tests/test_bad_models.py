@@ -8,24 +8,14 @@ import random
 import pytest
 import torch
 import torchvision
-from conftest import run_module, write_params
+from conftest import model_info, run_module, write_params
 
 from skinlesion.classes import CLASSES
 from skinlesion.model.architectures import WeightsError, build_model
 from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
 from skinlesion.training.resume import load_state
 
-INFO = dict(
-    arch="densenet121",
-    classes=list(CLASSES),
-    image_size=64,
-    crop_border=False,
-    color_constancy=False,
-    mean=[0.5] * 3,
-    std=[0.2] * 3,
-    epoch=0,
-    val_balanced_accuracy=0.0,
-)
+INFO = model_info(mean=[0.5] * 3, std=[0.2] * 3)
 
 
 class _Exploit:

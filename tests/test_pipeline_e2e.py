@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY, copy_repo, run_command, run_dvc, stages_run, write_params
+from conftest import ALL_STAGES, TINY, copy_repo, run_command, run_dvc, stages_run, write_params
 from PIL import Image
 
 
@@ -31,15 +31,7 @@ def repo(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_repro_experiments_and_metrics(repo):
     output = run_dvc("repro", cwd=repo)
-    assert stages_run(output) == [
-        "make-sample",
-        "prepare-split",
-        "kmeans-undersample",
-        "augment-oversample",
-        "train",
-        "evaluate",
-        "gradcam",
-    ]
+    assert stages_run(output) == ALL_STAGES
     for path in [
         "data/prepared/train.npy",
         "data/prepared/test.csv",

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_cli, run_module
+from conftest import model_info, run_cli, run_module
 from PIL import Image
 
 from skinlesion.classes import CLASSES
@@ -13,24 +13,14 @@ from skinlesion.data.dataset import ImageArrayDataset
 from skinlesion.data.images import load_image
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import save_checkpoint
-from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
+from skinlesion.transforms.normalize import normalize
 
 
 @pytest.fixture
 def model_file(tmp_path):
     torch.manual_seed(0)
     model = build_model("densenet121", 8, "none").eval()
-    info = dict(
-        arch="densenet121",
-        classes=list(CLASSES),
-        image_size=64,
-        crop_border=False,
-        color_constancy=False,
-        mean=list(IMAGENET_MEAN),
-        std=list(IMAGENET_STD),
-        epoch=0,
-        val_balanced_accuracy=0.0,
-    )
+    info = model_info()
     save_checkpoint(tmp_path / "model.pt", model, **info)
     return tmp_path / "model.pt", model
 

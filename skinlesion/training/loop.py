@@ -35,7 +35,7 @@ from skinlesion.model.checkpoint import save_checkpoint
 from skinlesion.model.device import autocast_dtype, compile_model, configure_backends, memory_format, select_device
 from skinlesion.model.inference import predict
 from skinlesion.training.distributed import World, cuda_device, gather, share_buffers
-from skinlesion.training.optim import make_criterion, make_optimizer
+from skinlesion.training.optim import make_criterion, make_optimizer, make_scaler
 from skinlesion.training.params import TrainingParams, TrainRun
 from skinlesion.training.resume import fingerprint, save_state
 from skinlesion.transforms.augment import train_transform
@@ -269,7 +269,7 @@ def build_trainer(params: TrainRun, balanced_dir: Path, prepared_dir: Path, worl
         criterion=make_criterion(settings, train_set.targets, len(CLASSES)).to(device),
         optimizer=optimizer,
         scheduler=scheduler,
-        scaler=torch.amp.GradScaler(enabled=autocast_dtype(device, settings.precision) == torch.float16),
+        scaler=make_scaler(device, settings.precision),
         train_loader=train_loader,
         val_loader=val_loader,
         device=device,

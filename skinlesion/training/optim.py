@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from skinlesion.model.device import autocast_dtype
 from skinlesion.training.params import TrainingParams
 
 
@@ -56,3 +57,8 @@ def make_optimizer(
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: learning_rate_factor(epoch, settings))
     return optimizer, scheduler
+
+
+def make_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """The loss scaler fp16 autocast needs; for bf16 and fp32 it is there but does nothing."""
+    return torch.amp.GradScaler(enabled=autocast_dtype(device, precision) == torch.float16)

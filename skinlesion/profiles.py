@@ -58,7 +58,7 @@ def read_yaml(path: Path) -> dict:
 
 
 def exp_run_command(name: str, profile: dict, extra: list[str]) -> list[str]:
-    """The `dvc exp run` command of a profile: one -S per key, in the workspace's own terms."""
+    """The `dvc exp run` command of a profile: one -S per key (numbers, booleans and lists as JSON)."""
     sets = [
         f"{key}={json.dumps(value) if not isinstance(value, str) else value}" for key, value in flatten(profile).items()
     ]

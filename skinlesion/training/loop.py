@@ -66,7 +66,7 @@ def make_loader(
     seed: int,
     sampler: Sampler | None = None,
 ) -> DataLoader:
-    # Workers are started anew each epoch, seeded from the generator, which fit() reseeds per
+    # Workers are started anew each epoch, seeded from the generator, which run_epoch() reseeds per
     # epoch: epoch k draws the same order and augmentations whether or not the run resumed.
     return DataLoader(
         dataset,

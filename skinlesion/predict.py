@@ -36,39 +36,63 @@ def read_images(paths: list[Path], info: dict) -> tuple[list[np.ndarray | None],
     return [pixels for pixels, _ in results], [reason for _, reason in results]
 
 
-def predict_images(
+def predict_batch(
     model: torch.nn.Module,
     info: dict,
     images: list[np.ndarray],
+    names: list[str],
+    *,
+    device: torch.device,
+    cam_dir: Path | None = None,
+) -> np.ndarray:
+    """Class probabilities (N, C) of one batch of (H, W, 3) uint8 `images` on `device` (where
+    `model` is already); with `cam_dir`, also a Grad-CAM overlay per image there, named after `names`."""
+    transform = input_transform(info)
+    batch = torch.stack([transform(torch.from_numpy(image).permute(2, 0, 1)) for image in images])
+    batch = batch.to(device).contiguous(memory_format=memory_format(device))
+    if cam_dir is None:
+        with torch.no_grad():
+            return torch.softmax(model(batch).float(), dim=1).cpu().numpy()
+    with GradCAM(model, cam_layer(model)) as gradcam:
+        cams, probabilities = gradcam(batch)
+    cams, probabilities = cams.cpu(), probabilities.cpu()
+    for image, cam, row, name in zip(images, cams, probabilities, names):
+        predicted = info["classes"][int(row.argmax())]
+        title = f"{name}: {predicted} (p={row.max():.2f})"
+        save_overlays(image, {f"Grad-CAM: {predicted}": cam.numpy()}, title, cam_dir / f"{Path(name).stem}.png")
+    return probabilities.numpy()
+
+
+def predict_files(
+    model: torch.nn.Module,
+    info: dict,
+    paths: list[Path],
     *,
     device: torch.device,
     batch_size: int = 32,
+    top: int = 3,
     cam_dir: Path | None = None,
-    names: list[str] | None = None,
-) -> np.ndarray:
-    """Class probabilities (N, C) of (H, W, 3) uint8 `images`, `batch_size` at a time on `device`
-    (`model` must be there already); with `cam_dir`, also a Grad-CAM overlay per image there,
-    named after `names`."""
-    transform = input_transform(info)
-    probabilities = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        batch = torch.stack([transform(torch.from_numpy(image).permute(2, 0, 1)) for image in chunk])
-        batch = batch.to(device).contiguous(memory_format=memory_format(device))
-        if cam_dir is None:
-            with torch.no_grad():
-                probabilities.append(torch.softmax(model(batch).float(), dim=1).cpu())
-            continue
-        with GradCAM(model, cam_layer(model)) as gradcam:
-            cams, batch_probabilities = gradcam(batch)
-        probabilities.append(batch_probabilities.cpu())
-        for offset, (cam, row) in enumerate(zip(cams.cpu(), batch_probabilities.cpu())):
-            predicted, name = info["classes"][int(row.argmax())], names[start + offset]
-            title = f"{name}: {predicted} (p={row.max():.2f})"
-            save_overlays(
-                chunk[offset], {f"Grad-CAM: {predicted}": cam.numpy()}, title, cam_dir / f"{Path(name).stem}.png"
-            )
-    return torch.cat(probabilities).numpy() if probabilities else np.empty((0, len(info["classes"])))
+) -> list[dict]:
+    """Per path, its `top` classes with probabilities, or the error that kept it from being read.
+
+    Files are decoded `batch_size` at a time, so memory does not grow with the number of files."""
+    results = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        images, errors = read_images(chunk, info)
+        readable = [i for i, image in enumerate(images) if image is not None]
+        names = [str(chunk[i]) for i in readable]
+        kept = [images[i] for i in readable]
+        rows = iter(predict_batch(model, info, kept, names, device=device, cam_dir=cam_dir) if kept else [])
+        for path, image, error in zip(chunk, images, errors):
+            if image is None:
+                results.append({"image": str(path), "error": error})
+                continue
+            row = next(rows)
+            order = np.argsort(-row)[:top]
+            top_classes = [{"class": info["classes"][k], "probability": round(float(row[k]), 4)} for k in order]
+            results.append({"image": str(path), "predictions": top_classes})
+    return results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,24 +112,11 @@ def run(args: argparse.Namespace) -> int:
     device = select_device(args.device)
     model, info = load_checkpoint(args.model)
     model = model.to(device, memory_format=memory_format(device))
-    images, errors = read_images(args.images, info)
-    readable = [i for i, image in enumerate(images) if image is not None]
     if args.cam:
         args.cam.mkdir(parents=True, exist_ok=True)
-    probabilities = predict_images(
-        model,
-        info,
-        [images[i] for i in readable],
-        device=device,
-        batch_size=args.batch_size,
-        cam_dir=args.cam,
-        names=[str(args.images[i]) for i in readable],
+    results = predict_files(
+        model, info, args.images, device=device, batch_size=args.batch_size, top=args.top, cam_dir=args.cam
     )
-    results = [{"image": str(path), "error": error} for path, error in zip(args.images, errors)]
-    for i, row in zip(readable, probabilities):
-        order = np.argsort(-row)[: args.top]
-        top = [{"class": info["classes"][k], "probability": round(float(row[k]), 4)} for k in order]
-        results[i] = {"image": str(args.images[i]), "predictions": top}
     if args.json:
         print(json.dumps(results, indent=2))
     for result in results:

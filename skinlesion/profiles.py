@@ -54,7 +54,7 @@ def read_yaml(path: Path) -> dict:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
-        raise ParamsError(f"profile: {path} not found") from None
+        raise ParamsError(f"{path} not found (run from the repository root)") from None
 
 
 def exp_run_command(name: str, profile: dict, extra: list[str]) -> list[str]:

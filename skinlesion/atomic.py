@@ -43,6 +43,34 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def atomic_files(folder: str | Path, names: list[str]) -> Iterator[Path]:
+    """Yield a temporary folder beside `folder` in which to write the files `names`; on
+    success they are moved into `folder`, beside whatever else it holds (a DVC .gitignore).
+
+    For a stage whose outputs are single files in one folder (DVC tracks each on its own).
+    If the block raises, the old files stay as they were. Once it has written every name (and
+    no other), the old files of those names are all removed before the new ones are moved in,
+    so a process killed in between leaves some missing, never a mix of old and new.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(folder)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        yield tmp
+        written = sorted(entry.name for entry in tmp.iterdir())
+        if written != sorted(names):
+            raise RuntimeError(f"{folder}: expected to write {sorted(names)}, wrote {written}")
+        folder.mkdir(exist_ok=True)
+        for name in names:
+            (folder / name).unlink(missing_ok=True)
+        for name in names:
+            os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary file name beside `path`; on success it is renamed to `path`."""
     path = Path(path)

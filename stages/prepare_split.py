@@ -2,7 +2,9 @@
 
 Writes, under --out, `<split>.npy` (N, size, size, 3) uint8 and `<split>.csv` manifests for
 train, val and test, plus `skipped.csv` (images skipped as missing or corrupt, when
-`prepare.skip_bad_images` allows it); and per-class counts per split to --metrics.
+`prepare.skip_bad_images` allows it); and per-class counts per split to --metrics. DVC tracks
+each of these files as its own output, not the folder (a folder output breaks later stages
+that depend on files inside it when it is restored from the run cache: docs/real_data.md).
 """
 
 from __future__ import annotations
@@ -11,12 +13,19 @@ import argparse
 import logging
 from pathlib import Path
 
-from skinlesion.atomic import atomic_dir, write_json
+from skinlesion.atomic import atomic_files, write_json
 from skinlesion.config import load_params
 from skinlesion.cores import available_cores
 from skinlesion.data.arrays import write_manifest
 from skinlesion.data.isic import ImageSource, read_labels
-from skinlesion.data.prepare import PrepareRun, assign_rows, drop_skipped, split_counts, write_split_arrays
+from skinlesion.data.prepare import (
+    OUTPUT_FILES,
+    PrepareRun,
+    assign_rows,
+    drop_skipped,
+    split_counts,
+    write_split_arrays,
+)
 from skinlesion.data.split import SPLITS, split_by_lesion
 
 log = logging.getLogger(__name__)
@@ -36,7 +45,7 @@ def main() -> None:
         labels, val_fraction=params.val_fraction, test_fraction=params.test_fraction, seed=params.seed
     )
     manifest = assign_rows(labels, split)
-    with atomic_dir(args.out) as tmp:
+    with atomic_files(args.out, OUTPUT_FILES) as tmp:
         skipped = write_split_arrays(
             manifest, ImageSource(args.data_root), params, params.workers or available_cores(), tmp
         )

@@ -111,3 +111,14 @@ def test_no_file_prepare_split_depends_on_mentions_a_training_only_option():
             used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}  # settings.epochs
             used |= {getattr(node.target, "id", "") for node in ast.walk(tree) if isinstance(node, ast.AnnAssign)}
             assert not used & training_only, dep
+
+
+def test_prepare_split_declares_each_file_it_writes_as_an_output():
+    """No folder output whose files later stages depend on: restored from the run cache, such
+    an output makes DVC look for a .dir object the fresh clone never had (docs/real_data.md)."""
+    from skinlesion.data.prepare import OUTPUT_FILES
+
+    prepared = yaml.safe_load((REPO / "dvc.yaml").read_text())["vars"][0]["paths"]["prepared"]
+    outs = STAGES["prepare-split"]["outs"]
+    assert outs == [f"${{paths.prepared}}/{name}" for name in OUTPUT_FILES]
+    assert all(not str(dep).startswith(prepared) for dep in STAGES["prepare-split"]["deps"])

@@ -224,19 +224,26 @@ def test_same_inputs_give_byte_identical_outputs(repo):
     assert (repo / "metrics" / "eval.json").read_text() == metrics
 
 
+def run_queue(repo: Path, timeout: float = 600) -> str:
+    """Start the queued experiments of `repo`, wait until none is queued or running, and
+    return `dvc queue status`."""
+    run_dvc("queue", "start", cwd=repo)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = run_dvc("queue", "status", cwd=repo)
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        time.sleep(3)
+    return status
+
+
 @pytest.mark.slow
 def test_queued_experiments_compare_and_apply(repo):
     run_dvc("repro", cwd=repo)
     run_command("git", "add", "-A", cwd=repo)
     run_command("git", "commit", "-qm", "baseline for the queue", "--allow-empty", cwd=repo)
     run_dvc("exp", "run", "--queue", "-S", "model.name=densenet121,resnet50", cwd=repo)
-    run_dvc("queue", "start", cwd=repo)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        status = run_dvc("queue", "status", cwd=repo)
-        if not re.search(r"\b(Queued|Running)\b", status):
-            break
-        time.sleep(3)
+    status = run_queue(repo)
     assert "Failed" not in status, status
     table = list(csv.DictReader(io.StringIO(run_dvc("exp", "show", "--csv", cwd=repo))))
     runs = {row["model.name"]: row for row in table if row.get("Experiment")}
@@ -247,6 +254,24 @@ def test_queued_experiments_compare_and_apply(repo):
     assert json.loads((repo / "metrics" / "eval.json").read_text())["test"]["balanced_accuracy"] == pytest.approx(
         float(runs["resnet50"]["test.balanced_accuracy"])
     )
+
+
+@pytest.mark.slow
+def test_two_queued_experiments_on_a_real_data_root_from_a_fresh_clone(repo, tmp_path, shared_data):
+    """A fresh clone's dvc.lock points at sample outputs it never had; the first experiment on
+    a real data root fills the run cache, the second restores prepare-split from it, and both
+    must succeed (with a folder output, the second failed: 'failed to load directory')."""
+    run_dvc("repro", cwd=repo)
+    run_command("git", "add", "-A", cwd=repo)
+    run_command("git", "commit", "-qm", "lock of the sample run", "--allow-empty", cwd=repo)
+    clone = tmp_path / "clone"
+    run_command("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)
+    mini = f"data.root={(shared_data / 'isic2019-mini').resolve()}"
+    small = ["-S", "sampling.majority_target=8", "-S", "sampling.minority_target=8", "-S", "sampling.kmeans_clusters=2"]
+    for rate in ("0.001", "0.0003"):
+        run_dvc("exp", "run", "--queue", "-S", mini, *small, "-S", f"training.learning_rate={rate}", cwd=clone)
+    status = run_queue(clone)
+    assert status.count("Success") == 2 and "Failed" not in status, status
 
 
 def _named(tree, name: str):

@@ -45,6 +45,10 @@ class PrepareParams(Section):
         return self
 
 
+# What prepare-split writes: one array and one manifest per split, and the skipped images.
+OUTPUT_FILES = [f"{name}.{ext}" for name in SPLITS for ext in ("npy", "csv")] + ["skipped.csv"]
+
+
 class PrepareRun(View):
     """The params prepare-split reads."""
 

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -61,6 +62,10 @@ BUDGETS: dict[str, dict[str, str]] = {
 # name -> overrides on top of HEAD's params and the budget; "recipe" is the published recipe.
 SETTINGS: dict[str, dict[str, str]] = {
     "recipe": {},
+    # the original code's data path: real images get its light online transform, copies its
+    # random resized crop of 8-100% of the area (both drawn afresh each epoch, as in the recipe)
+    "original-code": {"augmentation.real_images": "light", "augmentation.crop_scale": "[0.08,1.0]"},
+    "light-real-images": {"augmentation.real_images": "light"},
     "no-rotation": {"augmentation.rotation_range": "0"},
 }
 
@@ -68,16 +73,16 @@ MARK = "<!-- real-data-table -->"
 
 
 def parse_setting(text: str) -> tuple[str, dict[str, str]]:
-    """`name:key=value,key=value` -> (name, {key: value}); a value may not hold a comma."""
+    """`name:key=value,key=value` -> (name, {key: value}); a value may hold commas (a list)."""
     name, _, body = text.partition(":")
+    if not name:
+        raise argparse.ArgumentTypeError(f"setting {text!r} has no name (name:key=value,...)")
     overrides = {}
-    for item in filter(None, body.split(",")):
+    for item in filter(None, re.split(r",(?=[\w.]+=)", body)):
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise argparse.ArgumentTypeError(f"setting {name!r}: {item!r} is not key=value")
         overrides[key.strip()] = value.strip()
-    if not name:
-        raise argparse.ArgumentTypeError(f"setting {text!r} has no name (name:key=value,...)")
     return name, overrides
 
 
@@ -154,7 +159,7 @@ def write_markdown(path: Path, table: str) -> None:
     text = path.read_text() if path.exists() else ""
     if text.count(MARK) == 2:
         before, _, rest = text.partition(MARK)
-        text = before + table + rest.partition(MARK)[2].partition(MARK)[2]
+        text = before + table + rest.partition(MARK)[2]
     else:
         text = (text + "\n" if text else "") + table + "\n"
     path.write_text(text)

@@ -60,7 +60,13 @@ from skinlesion.transforms.batched import BatchAugment
 from skinlesion.transforms.normalize import normalize
 
 AUGMENT = AugmentationParams(
-    rotation_range=30, h_flip=True, v_flip=True, color_jitter=(0.2, 0.2, 0.2, 0.1), crop_scale=(0.8, 1.0), seed=0
+    rotation_range=30,
+    h_flip=True,
+    v_flip=True,
+    color_jitter=(0.2, 0.2, 0.2, 0.1),
+    crop_scale=(0.8, 1.0),
+    seed=0,
+    real_images="augment",
 )
 
 

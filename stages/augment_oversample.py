@@ -1,5 +1,9 @@
 """Stage augment-oversample: fill every training class below its target with augmented copies
-of its own training images (skinlesion.resampling.oversample)."""
+of its own training images (skinlesion.resampling.oversample).
+
+Writes the balanced manifest (real images, then copies naming their sources; the train stage
+draws each copy afresh every epoch), the counts, and a grid of example copies.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from skinlesion.atomic import atomic_dir, write_json
+from skinlesion.atomic import atomic_file, write_json
 from skinlesion.config import load_params
 from skinlesion.data.arrays import class_counts, open_images, read_manifest, write_manifest
 from skinlesion.resampling.oversample import (
@@ -15,7 +19,6 @@ from skinlesion.resampling.oversample import (
     balanced_manifest,
     oversample_plan,
     plot_grid,
-    write_balanced,
 )
 
 log = logging.getLogger(__name__)
@@ -25,7 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prepared", type=Path, required=True, help="prepare-split output folder")
     parser.add_argument("--kept", type=Path, required=True, help="kmeans-undersample manifest")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the balanced array and manifest")
+    parser.add_argument("--out", type=Path, required=True, help="CSV for the balanced manifest")
     parser.add_argument("--metrics", type=Path, required=True, help="JSON file for the counts")
     parser.add_argument("--plot", type=Path, required=True, help="PNG grid of originals and copies")
     args = parser.parse_args()
@@ -34,10 +37,9 @@ def main() -> None:
 
     kept = read_manifest(args.kept)
     balanced = balanced_manifest(kept, oversample_plan(kept, params.sampling.targets(), params.augmentation.seed))
-    with atomic_dir(args.out) as tmp:
-        write_balanced(open_images(args.prepared / "train.npy"), balanced, params.augmentation, tmp / "train.npy")
-        write_manifest(balanced, tmp / "train.csv")
-        plot_grid(balanced, open_images(tmp / "train.npy"), args.plot)
+    plot_grid(balanced, open_images(args.prepared / "train.npy"), params.augmentation, args.plot)
+    with atomic_file(args.out) as tmp:
+        write_manifest(balanced, tmp)
     counts = {"before": class_counts(kept["label"]), "after": class_counts(balanced["label"])}
     write_json(args.metrics, {**counts, "augmented": int(balanced["augmented"].sum())})
     log.info("balanced training set: %s", counts["after"])

@@ -25,8 +25,10 @@ log = logging.getLogger(__name__)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--balanced", type=Path, required=True, help="augment-oversample output folder")
-    parser.add_argument("--prepared", type=Path, required=True, help="prepare-split output folder (val is read)")
+    parser.add_argument("--balanced", type=Path, required=True, help="augment-oversample's balanced manifest (CSV)")
+    parser.add_argument(
+        "--prepared", type=Path, required=True, help="prepare-split output folder (train and val are read)"
+    )
     parser.add_argument("--model", type=Path, required=True, help="where to write the best checkpoint")
     parser.add_argument("--live", type=Path, required=True, help="DVCLive folder for per-epoch metrics")
     parser.add_argument("--state", type=Path, required=True, help="training state saved after each epoch")

@@ -13,7 +13,13 @@ from skinlesion.transforms.batched import BatchAugment, Draw
 from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
 
 PARAMS = AugmentationParams(
-    rotation_range=30, h_flip=True, v_flip=True, color_jitter=(0.2, 0.2, 0.2, 0.1), crop_scale=(0.8, 1.0), seed=0
+    rotation_range=30,
+    h_flip=True,
+    v_flip=True,
+    color_jitter=(0.2, 0.2, 0.2, 0.1),
+    crop_scale=(0.8, 1.0),
+    seed=0,
+    real_images="augment",
 )
 
 

@@ -21,7 +21,7 @@ from skinlesion.training.params import TrainRun
 
 TRAIN_ARGS = (
     "--balanced",
-    "balanced",
+    "balanced.csv",
     "--prepared",
     "prepared",
     "--model",

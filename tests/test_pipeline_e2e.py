@@ -36,7 +36,7 @@ def test_repro_experiments_and_metrics(repo):
         "data/prepared/train.npy",
         "data/prepared/test.csv",
         "data/undersampled/train.csv",
-        "data/balanced/train.npy",
+        "data/balanced/train.csv",
         "models/model.pt",
         "eval/predictions.csv",
         "eval/curves/reliability.csv",

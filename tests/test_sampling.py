@@ -1,16 +1,25 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from skinlesion.data.arrays import class_counts, open_images
+from skinlesion.classes import CLASSES
+from skinlesion.data.arrays import class_counts
+from skinlesion.data.dataset import ImageArrayDataset
 from skinlesion.data.isic import read_labels
 from skinlesion.data.split import split_by_lesion
 from skinlesion.resampling.kmeans import SamplingParams, allocate, image_features, pick_within_clusters, undersample
-from skinlesion.resampling.oversample import balanced_manifest, oversample_plan, write_balanced
-from skinlesion.transforms.augment import AugmentationParams
+from skinlesion.resampling.oversample import balanced_manifest, oversample_plan
+from skinlesion.transforms.augment import AugmentationParams, augment, for_real_images
 
 AUGMENT = AugmentationParams(
-    rotation_range=30, h_flip=True, v_flip=True, color_jitter=(0.2, 0.2, 0.2, 0.1), crop_scale=(0.8, 1.0), seed=5
+    rotation_range=30,
+    h_flip=True,
+    v_flip=True,
+    color_jitter=(0.2, 0.2, 0.2, 0.1),
+    crop_scale=(0.8, 1.0),
+    seed=5,
+    real_images="augment",
 )
 
 
@@ -98,17 +107,37 @@ def test_balanced_set_is_deterministic_and_copies_only_training_images(tmp_path)
     assert set(copies["source_image"]) <= set(manifest.loc[manifest["label"] == "DF", "image"])
     assert copies["image"].is_unique and not set(copies["image"]) & set(manifest["image"])
 
+    assert (copies["row"] == manifest.set_index("image").loc[copies["source_image"], "row"].to_numpy()).all()
+
+
+def test_copies_are_drawn_afresh_each_epoch_deterministically_for_the_seed(tmp_path):
+    """The train stage's dataset: a copy is its source augmented with the copies' transform,
+    a new draw each epoch (each reseed), the same draw for the same seed; with
+    real_images: light, real images get the original code's transform, not the copies'."""
+    manifest, images = _training_set({"NV": 6, "DF": 2})
+    balanced = balanced_manifest(manifest, oversample_plan(manifest, {"NV": 6, "DF": 6}, seed=1))
     np.save(tmp_path / "train.npy", images)
-    source = open_images(tmp_path / "train.npy")
-    write_balanced(source, balanced, AUGMENT, tmp_path / "a.npy")
-    write_balanced(source, balanced, AUGMENT, tmp_path / "b.npy")
-    first, second = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
-    assert np.array_equal(first, second)
-    real = ~balanced["augmented"].to_numpy()
-    assert np.array_equal(first[real], images[balanced.loc[real, "source_row"]])
-    assert not np.array_equal(first[~real], images[balanced.loc[~real, "source_row"]])
-    write_balanced(source, balanced, AugmentationParams(**{**AUGMENT.__dict__, "seed": 6}), tmp_path / "c.npy")
-    assert not np.array_equal(np.load(tmp_path / "c.npy"), first)
+    light = AUGMENT.model_copy(update={"real_images": "light"})
+    assert for_real_images(AUGMENT) is AUGMENT
+    assert for_real_images(light).rotation_range == 10 and for_real_images(light).crop_scale == (0.08, 1.0)
+    transform, copy_transform = augment(params=for_real_images(light), size=32), augment(params=light, size=32)
+    dataset = ImageArrayDataset(tmp_path / "train.npy", balanced, transform, copy_transform)
+
+    def epoch(seed: int) -> np.ndarray:
+        torch.manual_seed(seed)
+        return np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
+
+    first, again, next_epoch = epoch(0), epoch(0), epoch(1)
+    assert np.array_equal(first, again) and len(first) == 12
+    copies = balanced["augmented"].to_numpy()
+    assert not np.array_equal(first[copies], next_epoch[copies])
+    for i in np.flatnonzero(copies):  # a copy is drawn from its source, with the copies' transform
+        source = torch.from_numpy(images[balanced["row"][i]]).permute(2, 0, 1)
+        torch.manual_seed(i)
+        expected = copy_transform(source)
+        torch.manual_seed(i)
+        assert torch.equal(dataset[i][0], expected) and dataset[i][1] == CLASSES.index("DF")
+    assert dataset.copy_transform is copy_transform and dataset.transform is transform
 
 
 def test_published_targets_on_the_real_training_split(shared_data):

@@ -3,7 +3,8 @@
 A split's images live in one `.npy` file of shape (N, size, size, 3), dtype uint8, opened
 memory-mapped so that no stage holds a whole split in memory. Its manifest is a CSV with
 one row per image: `image, label, lesion_id, split, row` (`row` indexes the array) and,
-for the balanced training set, `source_image` and `augmented`.
+for the balanced training set, `source_image` and `augmented` (its `row`s index prepare-split's
+train array: a copy shares its source's row).
 
 The writer is hand-written: numpy's `open_memmap` would do the job in one line, but a
 writable memory map keeps every written page in the process's memory until it is closed,

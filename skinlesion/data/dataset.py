@@ -13,21 +13,31 @@ from torch.utils.data import Dataset
 from skinlesion.classes import CLASSES
 from skinlesion.data.arrays import open_images
 
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
 
 class ImageArrayDataset(Dataset):
     """Items are (transform(image), class index); images come from a memory-mapped array.
 
     The array is opened lazily in each DataLoader worker: the dataset that is pickled to the
-    workers carries only the path, never the pixels, so no worker copies the split.
+    workers carries only the path, never the pixels, so no worker copies the split. With
+    `copy_transform`, the manifest's `augmented` rows (oversampled copies) get that transform
+    instead of `transform`.
     """
 
     def __init__(
-        self, array_path: str | Path, manifest: pd.DataFrame, transform: Callable[[torch.Tensor], torch.Tensor]
+        self,
+        array_path: str | Path,
+        manifest: pd.DataFrame,
+        transform: Transform,
+        copy_transform: Transform | None = None,
     ):
         self.array_path = Path(array_path)
         self.rows = manifest["row"].to_numpy()
         self.targets = manifest["label"].map(CLASSES.index).to_numpy()
         self.transform = transform
+        self.copy_transform = copy_transform
+        self.copies = manifest["augmented"].to_numpy(dtype=bool) if copy_transform else None
         self._images: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -41,7 +51,9 @@ class ImageArrayDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         pixels = torch.from_numpy(self.image(index)).permute(2, 0, 1)  # (3, H, W) uint8
-        return self.transform(pixels), int(self.targets[index])
+        copy = self.copies is not None and self.copies[index]
+        transform = self.copy_transform if copy else self.transform
+        return transform(pixels), int(self.targets[index])
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_images": None}

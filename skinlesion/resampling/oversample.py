@@ -1,8 +1,12 @@
 """Augmentation oversampling: fill every training class below its target with augmented
 copies of its own real training images (never val or test), deterministically for the seed.
 
-The balanced training set is the kept real images, then the copies, in one array with a
-manifest naming each copy's source.
+The balanced training set is a manifest: the kept real images, then the copies, each naming
+its source. Pixels are not copied: the train stage draws every copy afresh from its source
+each epoch, with the published augmentation, as the original code does. (Copies drawn once
+and stored were augmented twice, once here and again online, never varied between epochs,
+and carried the black rotation corners twice: docs/real_data.md measures the change on real
+images.)
 """
 
 from __future__ import annotations
@@ -13,11 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from tqdm import tqdm
 
 from skinlesion.atomic import atomic_file
 from skinlesion.config import View
-from skinlesion.data.arrays import ImageWriter
 from skinlesion.resampling.targets import ClassTargets
 from skinlesion.transforms.augment import AugmentationParams, augment
 
@@ -56,50 +58,38 @@ def oversample_plan(manifest: pd.DataFrame, targets: dict[str, int], seed: int) 
 
 
 def balanced_manifest(kept: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
-    """Manifest of the balanced set: real rows first, then one row per planned copy."""
+    """Manifest of the balanced set: real rows first, then one row per planned copy.
+
+    Every row's `row` is its source image's row in prepare-split's train array: a copy is
+    not stored, the train stage draws it afresh from its source each epoch.
+    """
     real = kept.assign(source_image=kept["image"], augmented=False)
     copies = plan.assign(
         source_image=plan["image"],
         image=plan["image"] + "_aug" + plan["copy"].astype(str).str.zfill(3),
         augmented=True,
     ).drop(columns="copy")
-    balanced = pd.concat([real, copies], ignore_index=True)
-    balanced["source_row"] = balanced["row"]  # row of the source image in the prepared train array
-    balanced["row"] = np.arange(len(balanced))
-    return balanced
+    return pd.concat([real, copies], ignore_index=True)
 
 
-def write_balanced(images: np.ndarray, balanced: pd.DataFrame, params: AugmentationParams, path: Path) -> None:
-    """Write the balanced array: real images copied, augmented ones drawn with `params.seed`."""
-    transform = augment(params=params, size=images.shape[1])
-    torch.manual_seed(params.seed)  # copies are drawn in manifest order from one seeded stream
-    sources = balanced["source_row"].to_numpy()
-    with ImageWriter(path, len(balanced), images.shape[1]) as target:
-        for row, (source, augmented) in enumerate(
-            tqdm(zip(sources, balanced["augmented"]), total=len(balanced), desc="augment-oversample", unit="img")
-        ):
-            pixels = torch.from_numpy(np.array(images[source])).permute(2, 0, 1)
-            if augmented:
-                pixels = transform(pixels)
-            target.write(row, pixels.permute(1, 2, 0).numpy())
-
-
-def plot_grid(balanced: pd.DataFrame, images: np.ndarray, path: Path, per_class: int = 4) -> None:
-    """For each oversampled class, one original beside `per_class` of its copies."""
+def plot_grid(balanced: pd.DataFrame, images: np.ndarray, params: AugmentationParams, path: Path, per_class: int = 4):
+    """For each oversampled class, one original beside `per_class` draws of a copy of it, as
+    the train stage draws them (seeded with `params.seed`, so the grid is reproducible)."""
     copies = balanced[balanced["augmented"]]
     labels = list(dict.fromkeys(copies["label"]))
+    transform = augment(params=params, size=images.shape[1])
+    torch.manual_seed(params.seed)
     fig = Figure(figsize=(1.6 * (per_class + 1), 1.6 * max(1, len(labels))))
     axes = fig.subplots(max(1, len(labels)), per_class + 1, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     for row_axes, label in zip(axes, labels):
-        source = copies.loc[copies["label"] == label, "source_image"].value_counts().index[0]
-        original = balanced[(balanced["image"] == source) & ~balanced["augmented"]].iloc[0]
-        made = copies[copies["source_image"] == source].head(per_class)
-        row_axes[0].imshow(images[original["row"]])
+        source = copies.loc[copies["label"] == label, "row"].value_counts().index[0]
+        pixels = torch.from_numpy(np.array(images[source])).permute(2, 0, 1)
+        row_axes[0].imshow(images[source])
         row_axes[0].set_title(f"{label} original", fontsize=7)
-        for ax, (_, copy) in zip(row_axes[1:], made.iterrows()):
-            ax.imshow(images[copy["row"]])
+        for ax in row_axes[1:]:
+            ax.imshow(transform(pixels).permute(1, 2, 0).numpy())
             ax.set_title("copy", fontsize=7)
     fig.tight_layout()
     with atomic_file(path) as tmp:

@@ -38,7 +38,7 @@ from skinlesion.training.distributed import World, cuda_device, gather, share_bu
 from skinlesion.training.optim import make_criterion, make_optimizer, make_scaler
 from skinlesion.training.params import TrainingParams, TrainRun
 from skinlesion.training.resume import fingerprint, save_state
-from skinlesion.transforms.augment import train_transform
+from skinlesion.transforms.augment import for_real_images, train_transform
 from skinlesion.transforms.batched import BatchAugment
 from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
 
@@ -220,12 +220,21 @@ def validate(model: nn.Module, loader: DataLoader, device: torch.device, world: 
 
 
 def build_loaders(
-    params: TrainRun, balanced_dir: Path, prepared_dir: Path, device: torch.device, world: World, on_device: bool
+    params: TrainRun, balanced: Path, prepared_dir: Path, device: torch.device, world: World, on_device: bool
 ) -> tuple[DataLoader, DataLoader]:
-    """The training loader (augmenting per image unless `on_device`) and this process's share of val."""
-    settings, size = params.training, params.prepare.image_size
-    transform = v2.Identity() if on_device else train_transform(params=params.augmentation, size=size)
-    train_set = ImageArrayDataset(balanced_dir / "train.npy", read_manifest(balanced_dir / "train.csv"), transform)
+    """The training loader (augmenting per image unless `on_device`) and this process's share of val.
+
+    Training items are the rows of the balanced manifest `balanced`, read from prepare-split's
+    train array; an oversampled copy is its source image, augmented afresh each epoch.
+    """
+    settings, size, augmentation = params.training, params.prepare.image_size, params.augmentation
+    transform, copy_transform = v2.Identity(), None
+    if not on_device:
+        transform = train_transform(params=for_real_images(augmentation), size=size)
+        if augmentation.real_images != "augment":
+            copy_transform = train_transform(params=augmentation, size=size)
+    manifest = read_manifest(balanced)
+    train_set = ImageArrayDataset(prepared_dir / "train.npy", manifest, transform, copy_transform)
     val_set = ImageArrayDataset(prepared_dir / "val.npy", read_manifest(prepared_dir / "val.csv"), normalize())
     warning = crowded_cores(
         settings.num_workers, int(os.environ.get("LOCAL_WORLD_SIZE", world.size)), available_cores()
@@ -245,7 +254,7 @@ def build_loaders(
     )
 
 
-def build_trainer(params: TrainRun, balanced_dir: Path, prepared_dir: Path, world: World = World()) -> Trainer:
+def build_trainer(params: TrainRun, balanced: Path, prepared_dir: Path, world: World = World()) -> Trainer:
     """Device, data, model, loss and optimiser of a run of `params`."""
     settings = params.training
     device = select_device(settings.device)
@@ -253,7 +262,7 @@ def build_trainer(params: TrainRun, balanced_dir: Path, prepared_dir: Path, worl
         device = cuda_device(world)
     configure_backends(device)
     on_device = settings.augment_on == "device"
-    train_loader, val_loader = build_loaders(params, balanced_dir, prepared_dir, device, world, on_device)
+    train_loader, val_loader = build_loaders(params, balanced, prepared_dir, device, world, on_device)
     net = build_model(params.model.name, params.model.num_classes, params.model.weights)
     net = net.to(device, memory_format=memory_format(device))
     optimizer, scheduler = make_optimizer(net, settings)
@@ -306,7 +315,7 @@ def run_epoch(trainer: Trainer, epoch: int, settings: TrainingParams, world: Wor
 
 def fit(
     params: TrainRun,
-    balanced_dir: Path,
+    balanced: Path,
     prepared_dir: Path,
     model_path: Path,
     live,
@@ -322,13 +331,13 @@ def fit(
     """
     settings = params.training
     seed_everything(settings.seed)
-    trainer = build_trainer(params, balanced_dir, prepared_dir, world)
+    trainer = build_trainer(params, balanced, prepared_dir, world)
     best, start = {"epoch": -1, "val_balanced_accuracy": -1.0}, 0
     if state:
         best, start = restore(trainer, state)
         live.step = start
         log.info("resuming from epoch %d (best so far: epoch %d)", start, best["epoch"])
-    run = fingerprint(params, balanced_dir, prepared_dir)
+    run = fingerprint(params, balanced, prepared_dir)
     for epoch in range(start, settings.epochs):
         with _explain_faults(params, epoch, resumable=state_path is not None and epoch > 0):
             scores = dict(zip(("train", "val"), run_epoch(trainer, epoch, settings, world)))

@@ -79,3 +79,12 @@ class TrainRun(View):
     augmentation: AugmentationParams
     model: ModelParams
     training: TrainingParams
+
+    @model_validator(mode="after")
+    def _augmentation_where_it_runs(self) -> TrainRun:
+        if self.augmentation.real_images != "augment" and self.training.augment_on == "device":
+            raise ValueError(
+                "augmentation.real_images: only 'augment' works with training.augment_on: device "
+                "(the batch is augmented as one, copies and real images alike)"
+            )
+        return self

@@ -21,11 +21,11 @@ from skinlesion.training.params import TrainRun
 log = logging.getLogger(__name__)
 
 
-def fingerprint(params: TrainRun, balanced_dir: Path, prepared_dir: Path) -> str:
+def fingerprint(params: TrainRun, balanced: Path, prepared_dir: Path) -> str:
     """Hash of what determines a training run: its params and its input manifests."""
     digest = hashlib.sha256()
     digest.update(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode())
-    for path in (balanced_dir / "train.csv", prepared_dir / "val.csv"):
+    for path in (balanced, prepared_dir / "train.csv", prepared_dir / "val.csv"):
         digest.update(path.read_bytes())
     return digest.hexdigest()
 

@@ -1,10 +1,13 @@
 """The published augmentation (random resized crop, flips, rotation, colour jitter), per image.
 
-augment-oversample draws its fixed copies with it, and the train stage its online
-augmentation; its params section `augmentation` is defined here, for those two stages only.
+The train stage draws every oversampled copy with it, afresh each epoch, and (by default)
+augments the real training images with it too; augment-oversample shows example copies. Its
+params section `augmentation` is defined here, for those two stages only.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -21,6 +24,11 @@ class AugmentationParams(Section):
     color_jitter: tuple[float, float, float, float] = Field(description="brightness, contrast, saturation, hue")
     crop_scale: tuple[float, float] = Field(description="RandomResizedCrop's area range")
     seed: int
+    real_images: Literal["augment", "light"] = Field(
+        description="how real (not copied) training images are augmented each epoch: augment, as the copies; "
+        "light, the original code's online transform (random resized crop of 8-100% of the area, "
+        "horizontal flip, rotation up to 10 degrees)"
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> AugmentationParams:
@@ -30,6 +38,15 @@ class AugmentationParams(Section):
         if not 0 < low <= high <= 1:
             raise ValueError(f"crop_scale: must satisfy 0 < low <= high <= 1, got {list(self.crop_scale)}")
         return self
+
+
+def for_real_images(params: AugmentationParams) -> AugmentationParams:
+    """The augmentation a real (not copied) training image gets each epoch."""
+    if params.real_images == "augment":
+        return params
+    return params.model_copy(
+        update=dict(rotation_range=10, h_flip=True, v_flip=False, color_jitter=(0, 0, 0, 0), crop_scale=(0.08, 1.0))
+    )
 
 
 def augment(*, params: AugmentationParams, size: int) -> v2.Compose:
@@ -45,5 +62,5 @@ def augment(*, params: AugmentationParams, size: int) -> v2.Compose:
 
 
 def train_transform(*, params: AugmentationParams, size: int) -> v2.Compose:
-    """Online augmentation on top of the balanced set, then normalisation."""
+    """The augmentation, then normalisation: what the train stage applies to each image."""
     return v2.Compose([augment(params=params, size=size), normalize()])

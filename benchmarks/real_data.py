@@ -62,11 +62,24 @@ BUDGETS: dict[str, dict[str, str]] = {
 # name -> overrides on top of HEAD's params and the budget; "recipe" is the published recipe.
 SETTINGS: dict[str, dict[str, str]] = {
     "recipe": {},
-    # the original code's data path: real images get its light online transform, copies its
-    # random resized crop of 8-100% of the area (both drawn afresh each epoch, as in the recipe)
-    "original-code": {"augmentation.real_images": "light", "augmentation.crop_scale": "[0.08,1.0]"},
-    "light-real-images": {"augmentation.real_images": "light"},
+    # every real image augmented each epoch as the copies are (the pipeline before it followed
+    # the original code here), instead of the original code's light online transform
+    "augment-real-images": {"augmentation.real_images": "augment"},
+    # the original code's data path: also its copies' random resized crop of 8-100% of the area
+    "original-code": {"augmentation.crop_scale": "[0.08,1.0]"},
     "no-rotation": {"augmentation.rotation_range": "0"},
+    # techniques past the published recipe, each alone, then together
+    "tta-flips": {"evaluate.tta": "flips"},
+    "tta-dihedral": {"evaluate.tta": "dihedral"},
+    "temperature": {"training.calibration": "temperature"},
+    "hair": {"augmentation.hair": "0.5"},
+    "frame": {"augmentation.frame": "0.5"},
+    "combined": {
+        "evaluate.tta": "dihedral",
+        "training.calibration": "temperature",
+        "augmentation.hair": "0.5",
+        "augmentation.frame": "0.5",
+    },
 }
 
 MARK = "<!-- real-data-table -->"

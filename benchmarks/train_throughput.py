@@ -66,6 +66,8 @@ AUGMENT = AugmentationParams(
     color_jitter=(0.2, 0.2, 0.2, 0.1),
     crop_scale=(0.8, 1.0),
     seed=0,
+    hair=0.0,
+    frame=0.0,
     real_images="augment",
 )
 

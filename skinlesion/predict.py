@@ -2,8 +2,9 @@
 
 Images are decoded and preprocessed exactly as prepare-split and evaluate do (size, border
 crop, colour constancy and normalisation come from the model file), in batches, on the
-device training would pick. A file that cannot be read gets an error line naming it; the
-others are still predicted; the exit status is 1 if any file failed.
+device training would pick, with the model file's temperature (when training fitted one) and
+optional test-time augmentation (--tta). A file that cannot be read gets an error line naming
+it; the others are still predicted; the exit status is 1 if any file failed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import functools
 import json
 import sys
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
@@ -22,6 +24,7 @@ from skinlesion.evaluation.gradcam import GradCAM, save_overlays
 from skinlesion.model.architectures import cam_layer
 from skinlesion.model.checkpoint import input_transform, load_checkpoint
 from skinlesion.model.device import memory_format, select_device
+from skinlesion.model.inference import TTA, log_probabilities
 
 
 def read_images(paths: list[Path], info: dict) -> tuple[list[np.ndarray | None], list[str]]:
@@ -43,20 +46,23 @@ def predict_batch(
     names: list[str],
     *,
     device: torch.device,
+    tta: TTA = "none",
     cam_dir: Path | None = None,
 ) -> np.ndarray:
     """Class probabilities (N, C) of one batch of (H, W, 3) uint8 `images` on `device` (where
-    `model` is already); with `cam_dir`, also a Grad-CAM overlay per image there, named after `names`."""
+    `model` is already), with the model file's temperature and `tta` as evaluate applies them;
+    with `cam_dir`, also a Grad-CAM overlay of the predicted class per image there, named
+    after `names`."""
     transform = input_transform(info)
     batch = torch.stack([transform(torch.from_numpy(image).permute(2, 0, 1)) for image in images])
     batch = batch.to(device).contiguous(memory_format=memory_format(device))
+    with torch.no_grad():
+        probabilities = log_probabilities(model, batch, tta, info.get("temperature", 1.0)).exp().cpu()
     if cam_dir is None:
-        with torch.no_grad():
-            return torch.softmax(model(batch).float(), dim=1).cpu().numpy()
+        return probabilities.numpy()
     with GradCAM(model, cam_layer(model)) as gradcam:
-        cams, probabilities = gradcam(batch)
-    cams, probabilities = cams.cpu(), probabilities.cpu()
-    for image, cam, row, name in zip(images, cams, probabilities, names):
+        cams, _ = gradcam(batch, probabilities.argmax(dim=1).to(device))
+    for image, cam, row, name in zip(images, cams.cpu(), probabilities, names):
         predicted = info["classes"][int(row.argmax())]
         title = f"{name}: {predicted} (p={row.max():.2f})"
         save_overlays(image, {f"Grad-CAM: {predicted}": cam.numpy()}, title, cam_dir / f"{Path(name).stem}.png")
@@ -71,6 +77,7 @@ def predict_files(
     device: torch.device,
     batch_size: int = 32,
     top: int = 3,
+    tta: TTA = "none",
     cam_dir: Path | None = None,
 ) -> list[dict]:
     """Per path, its `top` classes with probabilities, or the error that kept it from being read.
@@ -83,7 +90,7 @@ def predict_files(
         readable = [i for i, image in enumerate(images) if image is not None]
         names = [str(chunk[i]) for i in readable]
         kept = [images[i] for i in readable]
-        rows = iter(predict_batch(model, info, kept, names, device=device, cam_dir=cam_dir) if kept else [])
+        rows = iter(predict_batch(model, info, kept, names, device=device, tta=tta, cam_dir=cam_dir) if kept else [])
         for path, image, error in zip(chunk, images, errors):
             if image is None:
                 results.append({"image": str(path), "error": error})
@@ -105,6 +112,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: CUDA, then MPS, then CPU"
     )
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    parser.add_argument(
+        "--tta", default="none", choices=list(get_args(TTA)), help="test-time augmentation, as evaluate.tta"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,7 +125,14 @@ def run(args: argparse.Namespace) -> int:
     if args.cam:
         args.cam.mkdir(parents=True, exist_ok=True)
     results = predict_files(
-        model, info, args.images, device=device, batch_size=args.batch_size, top=args.top, cam_dir=args.cam
+        model,
+        info,
+        args.images,
+        device=device,
+        batch_size=args.batch_size,
+        top=args.top,
+        tta=args.tta,
+        cam_dir=args.cam,
     )
     if args.json:
         print(json.dumps(results, indent=2))

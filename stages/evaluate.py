@@ -3,6 +3,7 @@
 Writes the metrics to --metrics; one row per test image with its true class, predicted class
 and class probabilities to --predictions, which DVC draws as the confusion matrix; and
 one-vs-rest ROC and precision-recall curves and the reliability diagram's data to --curves.
+Probabilities use the model file's temperature (1 when it has none) and evaluate.tta.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
+import numpy as np
 from torch.utils.data import DataLoader
 
 from skinlesion.atomic import atomic_dir, atomic_file, write_json
@@ -43,11 +45,17 @@ def main() -> None:
     manifest = read_manifest(args.prepared / "test.csv")
     dataset = ImageArrayDataset(args.prepared / "test.npy", manifest, input_transform(info))
     loader = DataLoader(dataset, batch_size=params.evaluate.batch_size, pin_memory=device.type == "cuda")
-    probabilities, y_true, loss = predict(model, loader, device)
+    temperature, tta = info.get("temperature", 1.0), params.evaluate.tta
+    log_probabilities, y_true, loss = predict(model, loader, device, tta, temperature)
+    probabilities = np.exp(log_probabilities)
 
     classes = tuple(info["classes"])
-    report = {**evaluation_report(manifest, y_true, probabilities, classes, params.evaluate), "loss": loss}
-    model_info = {"epoch": info["epoch"], "val_balanced_accuracy": info["val_balanced_accuracy"]}
+    report = {**evaluation_report(manifest, y_true, probabilities, classes, params.evaluate), "loss": loss, "tta": tta}
+    model_info = {
+        "epoch": info["epoch"],
+        "val_balanced_accuracy": info["val_balanced_accuracy"],
+        "temperature": temperature,
+    }
     write_json(args.metrics, {"test": report, "model": model_info})
     with atomic_file(args.predictions) as tmp:
         predictions_table(manifest, probabilities, classes).to_csv(tmp, index=False)

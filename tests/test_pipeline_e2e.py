@@ -213,6 +213,43 @@ def test_exp_run_on_an_absolute_data_root_outside_the_repository(tmp_path, share
     assert str(mini) in (repo / "dvc.lock").read_text()
 
 
+def dev_subset(shared_data: Path, folder: Path, per_class: int) -> Path:
+    """An ISIC-layout folder with up to `per_class` images of each class of the real dev set."""
+    dev = shared_data / "isic2019-dev"
+    truth = pd.read_csv(dev / "ISIC_2019_Training_GroundTruth.csv")
+    labels = truth[["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"]].idxmax(axis=1)
+    chosen = truth[labels.groupby(labels).cumcount() < per_class]
+    (folder / "ISIC_2019_Training_Input").mkdir(parents=True)
+    for image in chosen["image"]:
+        os.link(dev / "ISIC_2019_Training_Input" / f"{image}.jpg", folder / "ISIC_2019_Training_Input" / f"{image}.jpg")
+    chosen.to_csv(folder / "ISIC_2019_Training_GroundTruth.csv", index=False)
+    metadata = pd.read_csv(dev / "ISIC_2019_Training_Metadata.csv")
+    metadata[metadata["image"].isin(chosen["image"])].to_csv(folder / "ISIC_2019_Training_Metadata.csv", index=False)
+    return folder
+
+
+@pytest.mark.slow
+def test_every_option_past_the_recipe_at_once_on_real_images(tmp_path, shared_data):
+    """TTA, temperature scaling, hairs and frames together, through dvc exp run -S, on a few
+    hundred real dermoscopy images of the dev set."""
+    root = dev_subset(shared_data, tmp_path / "dev", per_class=40)
+    repo = copy_repo(tmp_path / "repo", {**TINY, "sampling": {"majority_target": 40, "minority_target": 20}})
+    options = {
+        "evaluate.tta": "dihedral",
+        "training.calibration": "temperature",
+        "augmentation.hair": "0.5",
+        "augmentation.frame": "0.5",
+    }
+    flags = [arg for key, value in options.items() for arg in ("-S", f"{key}={value}")]
+    ran = stages_run(run_dvc("exp", "run", "-S", f"data.root={root}", *flags, cwd=repo))
+    assert ran[-3:] == ["train", "evaluate", "gradcam"]
+    report = json.loads((repo / "metrics" / "eval.json").read_text())
+    assert report["test"]["tta"] == "dihedral" and report["model"]["temperature"] > 0
+    assert report["test"]["images"] > 20 and 0 <= report["test"]["balanced_accuracy"] <= 1
+    probabilities = pd.read_csv(repo / "eval" / "predictions.csv").filter(like="p_")
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+
+
 @pytest.mark.slow
 def test_same_inputs_give_byte_identical_outputs(repo):
     """On CPU, rerunning every stage with the same params and seeds changes no output byte:

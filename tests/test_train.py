@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, write_params
 
 from skinlesion.classes import CLASSES
-from skinlesion.config import load_params
+from skinlesion.config import ParamsError, load_params
 from skinlesion.cores import available_cores
 from skinlesion.data.arrays import ImageWriter, write_manifest
 from skinlesion.data.dataset import ImageArrayDataset
@@ -57,7 +57,7 @@ def test_early_stopping_ends_training_and_keeps_the_best_epoch(tmp_path):
     _tiny_sets(tmp_path)
     live = MemoryLive()
     params = _params(epochs=6, learning_rate=1e-12, early_stopping_patience=2)  # nothing can improve
-    best = fit(params, tmp_path, tmp_path, tmp_path / "model.pt", live)
+    best = fit(params, tmp_path / "train.csv", tmp_path, tmp_path / "model.pt", live)
     assert best["epoch"] == 0 and len(live.history) == 3  # epochs 0, 1, 2, then stop
     assert load_checkpoint(tmp_path / "model.pt")[1]["epoch"] == 0
     assert all(step["train/learning_rate"] == pytest.approx(1e-12) for step in live.history)
@@ -67,9 +67,18 @@ def test_cosine_schedule_and_options_run(tmp_path):
     _tiny_sets(tmp_path)
     live = MemoryLive()
     params = _params(
-        epochs=3, lr_schedule="cosine", warmup_epochs=1, loss="focal", weight_decay=1e-4, grad_clip_norm=1.0
+        epochs=3,
+        lr_schedule="cosine",
+        warmup_epochs=1,
+        loss="focal",
+        weight_decay=1e-4,
+        grad_clip_norm=1.0,
+        calibration="temperature",
     )
-    fit(params, tmp_path, tmp_path, tmp_path / "model.pt", live)
+    best = fit(params, tmp_path / "train.csv", tmp_path, tmp_path / "model.pt", live)
+    info = load_checkpoint(tmp_path / "model.pt")[1]
+    assert info["temperature"] == best["temperature"] == live.summary["best"]["temperature"] > 0
+    assert info["epoch"] == best["epoch"]  # the best epoch's weights, calibrated
     rates = [step["train/learning_rate"] for step in live.history]
     assert rates == pytest.approx([0.5e-4, 1e-4, 1e-4 * 0.5 * (1 + math.cos(math.pi / 2))])
     assert all(math.isfinite(step["train/loss"]) for step in live.history)
@@ -91,7 +100,7 @@ def test_non_finite_loss_names_epoch_and_step(tmp_path, bad_step):
         with pytest.raises(
             FloatingPointError, match=rf"loss is inf at epoch 0, step {bad_step}: lower training.learning_rate"
         ):
-            fit(params, tmp_path, tmp_path, tmp_path / "model.pt", MemoryLive())
+            fit(params, tmp_path / "train.csv", tmp_path, tmp_path / "model.pt", MemoryLive())
     finally:
         torch.nn.CrossEntropyLoss.forward = original
 
@@ -116,7 +125,7 @@ def test_each_steps_loss_is_read_only_after_the_next_step_is_queued(tmp_path, mo
         return Loss(loss, events[-1][1]), logits
 
     monkeypatch.setattr(train, "train_step", step)
-    fit(_params(epochs=1), tmp_path, tmp_path, tmp_path / "model.pt", MemoryLive())
+    fit(_params(epochs=1), tmp_path / "train.csv", tmp_path, tmp_path / "model.pt", MemoryLive())
     assert events == [("step", 0), ("step", 1), ("read", 0), ("step", 2), ("read", 1), ("read", 2)]
 
 
@@ -166,11 +175,11 @@ def test_fingerprint_follows_settings_and_data(tmp_path):
     manifest.write_text("image,label\nISIC_0000001,NV\n")
     (tmp_path / "val.csv").write_text("image,label\nISIC_0000002,NV\n")
     params = _params(epochs=3)
-    first = fingerprint(params, tmp_path, tmp_path)
-    assert fingerprint(params, tmp_path, tmp_path) == first
-    assert fingerprint(_params(epochs=4), tmp_path, tmp_path) != first
+    first = fingerprint(params, tmp_path / "train.csv", tmp_path)
+    assert fingerprint(params, tmp_path / "train.csv", tmp_path) == first
+    assert fingerprint(_params(epochs=4), tmp_path / "train.csv", tmp_path) != first
     manifest.write_text("image,label\nISIC_0000001,MEL\n")
-    assert fingerprint(params, tmp_path, tmp_path) != first
+    assert fingerprint(params, tmp_path / "train.csv", tmp_path) != first
 
 
 def _fail_in_second_epoch(monkeypatch, error: Exception) -> None:
@@ -192,12 +201,19 @@ def test_out_of_memory_says_which_params_to_lower_and_that_the_run_resumes(tmp_p
     params = _params(epochs=3)
     _fail_in_second_epoch(monkeypatch, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     with pytest.raises(TrainingError) as caught:
-        fit(params, tmp_path, tmp_path, tmp_path / "model.pt", MemoryLive(), state_path=tmp_path / "state.pt")
+        fit(
+            params,
+            tmp_path / "train.csv",
+            tmp_path,
+            tmp_path / "model.pt",
+            MemoryLive(),
+            state_path=tmp_path / "state.pt",
+        )
     message = str(caught.value)
     assert "out of memory in epoch 1 with training.batch_size 8 (8 per process), prepare.image_size 32" in message
     assert "lower training.batch_size or prepare.image_size, or use training.precision bf16" in message
     assert "dvc repro with the same params resumes from epoch 1" in message
-    run = fingerprint(params, tmp_path, tmp_path)
+    run = fingerprint(params, tmp_path / "train.csv", tmp_path)
     assert load_state(tmp_path / "state.pt", run)["epoch"] == 0  # what the message promises is there
 
 
@@ -205,7 +221,7 @@ def test_other_errors_pass_through_unchanged(tmp_path, monkeypatch):
     _tiny_sets(tmp_path)
     _fail_in_second_epoch(monkeypatch, RuntimeError("something else"))
     with pytest.raises(RuntimeError, match="^something else$"):
-        fit(_params(epochs=2), tmp_path, tmp_path, tmp_path / "model.pt", MemoryLive())
+        fit(_params(epochs=2), tmp_path / "train.csv", tmp_path, tmp_path / "model.pt", MemoryLive())
 
 
 def test_a_dying_loader_worker_says_what_to_change(tmp_path, monkeypatch):
@@ -228,7 +244,7 @@ def test_a_dying_loader_worker_says_what_to_change(tmp_path, monkeypatch):
     with pytest.raises(TrainingError) as caught:
         fit(
             _params(epochs=3, num_workers=1),
-            tmp_path,
+            tmp_path / "train.csv",
             tmp_path,
             tmp_path / "model.pt",
             MemoryLive(),
@@ -260,7 +276,7 @@ def test_compiled_training_matches_eager_and_saves_the_plain_modules_weights(tmp
         live = MemoryLive()
         fit(
             _params(epochs=2, compile=mode),
-            tmp_path,
+            tmp_path / "train.csv",
             tmp_path,
             tmp_path / f"{mode}.pt",
             live,
@@ -280,10 +296,16 @@ def test_augmenting_on_the_device_trains_and_differs_from_the_loaders_draws(tmp_
     runs = {}
     for place in ("loader", "device"):
         live = MemoryLive()
-        fit(_params(epochs=2, augment_on=place), tmp_path, tmp_path, tmp_path / f"{place}.pt", live)
+        fit(_params(epochs=2, augment_on=place), tmp_path / "train.csv", tmp_path, tmp_path / f"{place}.pt", live)
         runs[place] = [step["train/loss"] for step in live.history]
         assert all(math.isfinite(loss) for loss in runs[place])
     assert runs["device"] != runs["loader"]  # its own random draws, not the workers'
     again = MemoryLive()
-    fit(_params(epochs=2, augment_on="device"), tmp_path, tmp_path, tmp_path / "again.pt", again)
+    fit(_params(epochs=2, augment_on="device"), tmp_path / "train.csv", tmp_path, tmp_path / "again.pt", again)
     assert [step["train/loss"] for step in again.history] == runs["device"]  # seeded per epoch
+
+
+def test_light_real_image_augmentation_needs_the_loader(tmp_path):
+    overrides = {"augmentation": {"real_images": "light"}, "training": {"augment_on": "device"}}
+    with pytest.raises(ParamsError, match="augmentation.real_images: only 'augment' works with training.augment_on"):
+        load_params(TrainRun, write_params(tmp_path, overrides))

@@ -16,6 +16,7 @@ from skinlesion.config import Section, View
 from skinlesion.data.split import lesion_groups
 from skinlesion.evaluation.metrics import bootstrap_interval, classification_report, one_vs_rest_curves, reliability
 from skinlesion.model.device import Device
+from skinlesion.model.inference import TTA
 
 
 class EvaluateParams(Section):
@@ -23,6 +24,9 @@ class EvaluateParams(Section):
     bootstrap_resamples: int = Field(gt=0, description="lesions resampled for the 95% interval of balanced accuracy")
     calibration_bins: int = Field(gt=0, description="equal-width confidence bins of the ECE and reliability diagram")
     seed: int
+    tta: TTA = Field(
+        description="test-time augmentation: none, flips (2 views) or dihedral (8); probabilities averaged"
+    )
 
 
 class TrainingDevice(View):

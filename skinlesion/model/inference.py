@@ -1,6 +1,10 @@
-"""Batched inference over a DataLoader, as validation and evaluate run it."""
+"""Inference as validation, evaluate and predict run it: class probabilities of a batch, with
+optional test-time augmentation (TTA) and temperature scaling, and over a whole DataLoader."""
 
 from __future__ import annotations
+
+import math
+from typing import Literal
 
 import numpy as np
 import torch
@@ -9,10 +13,39 @@ from torch.utils.data import DataLoader
 
 from skinlesion.model.device import memory_format
 
+TTA = Literal["none", "flips", "dihedral"]
+
+
+def tta_views(images: torch.Tensor, tta: TTA) -> list[torch.Tensor]:
+    """The views of a batch (N, C, H, W) that TTA averages over. none: the batch itself;
+    flips: it and its mirror image (2 views); dihedral: the 8 symmetries of the square, four
+    rotations by 90 degrees of it and of its mirror image (square images only)."""
+    if tta == "none":
+        return [images]
+    mirrored = images.flip(-1)
+    if tta == "flips":
+        return [images, mirrored]
+    if images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"TTA dihedral needs square images, got {tuple(images.shape[-2:])}")
+    return [torch.rot90(view, k, dims=(-2, -1)) for view in (images, mirrored) for k in range(4)]
+
+
+def log_probabilities(
+    model: nn.Module, images: torch.Tensor, tta: TTA = "none", temperature: float = 1.0
+) -> torch.Tensor:
+    """Log class probabilities (N, C) of a batch: the softmax of the logits divided by
+    `temperature`, averaged over the TTA views (in probability space), in full precision."""
+    logs = [torch.log_softmax(model(view).float() / temperature, dim=1) for view in tta_views(images, tta)]
+    if len(logs) == 1:
+        return logs[0]
+    return torch.logsumexp(torch.stack(logs), dim=0) - math.log(len(logs))
+
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray, float]:
-    """Class probabilities (N, C), true class indices (N,) and mean cross-entropy over `loader`.
+def predict(
+    model: nn.Module, loader: DataLoader, device: torch.device, tta: TTA = "none", temperature: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Log class probabilities (N, C), true class indices (N,) and mean cross-entropy over `loader`.
 
     Always in full precision: validation and test scores do not depend on training.precision.
     """
@@ -20,10 +53,29 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple
     probabilities, targets, losses = [], [], []
     for images, labels in loader:  # everything stays on the device until the end: no waiting per batch
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
-        logits = model(images).float()
-        losses.append(nn.functional.cross_entropy(logits, labels.to(device, non_blocking=True), reduction="sum"))
-        probabilities.append(torch.softmax(logits, dim=1))
+        logs = log_probabilities(model, images, tta, temperature)
+        losses.append(nn.functional.nll_loss(logs, labels.to(device, non_blocking=True), reduction="sum"))
+        probabilities.append(logs)
         targets.append(labels)
     y_true = torch.cat(targets).numpy()
     loss_sum = sum(torch.stack(losses).tolist())  # summed batch by batch in double precision
     return torch.cat(probabilities).cpu().numpy(), y_true, loss_sum / max(1, len(y_true))
+
+
+def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """The temperature T > 0 that minimises the cross-entropy of softmax(logits / T) on
+    (`logits`, `targets`): temperature scaling (Guo et al., 2017), one scalar, so the
+    predicted classes do not change. Fitted on log T, by L-BFGS, and kept within [0.05, 20].
+    Log-probabilities at T = 1 serve as `logits` as well (they differ by a constant per row)."""
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    logits, targets = logits.double(), targets.long()
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(logits / log_t.exp(), targets)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.detach().exp().clamp(0.05, 20.0))

@@ -31,9 +31,9 @@ from skinlesion.data.arrays import read_manifest
 from skinlesion.data.dataset import ImageArrayDataset
 from skinlesion.evaluation.metrics import balanced_accuracy
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import save_checkpoint
+from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
 from skinlesion.model.device import autocast_dtype, compile_model, configure_backends, memory_format, select_device
-from skinlesion.model.inference import predict
+from skinlesion.model.inference import fit_temperature, predict
 from skinlesion.training.distributed import World, cuda_device, gather, share_buffers
 from skinlesion.training.optim import make_criterion, make_optimizer, make_scaler
 from skinlesion.training.params import TrainingParams, TrainRun
@@ -210,8 +210,8 @@ def train_one_epoch(
 def validate(model: nn.Module, loader: DataLoader, device: torch.device, world: World = World()) -> dict[str, float]:
     """epoch_scores on `loader`; with several processes, each one predicts its share and the
     figures cover all shares."""
-    probabilities, y_true, loss = predict(model, loader, device)
-    y_pred = probabilities.argmax(axis=1)
+    log_probabilities, y_true, loss = predict(model, loader, device)
+    y_pred = log_probabilities.argmax(axis=1)
     if world.distributed:
         parts = gather((y_pred, y_true, loss * len(y_true)), world)
         y_pred, y_true = np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
@@ -361,7 +361,28 @@ def fit(
         if stop:
             log.info("early stop after epoch %d: no better val balanced accuracy since epoch %d", epoch, best["epoch"])
             break
+    if settings.calibration == "temperature" and world.main:
+        best = {**best, "temperature": calibrate(model_path, prepared_dir, trainer.device, settings.batch_size)}
+        live.summary["best"] = best
     return best
+
+
+def calibrate(model_path: Path, prepared_dir: Path, device: torch.device, batch_size: int) -> float:
+    """Fit the temperature of the best epoch's model on the whole validation split, and add it
+    to the model file. Returns it."""
+    model, info = load_checkpoint(model_path)
+    model = model.to(device, memory_format=memory_format(device))
+    val_set = ImageArrayDataset(prepared_dir / "val.npy", read_manifest(prepared_dir / "val.csv"), normalize())
+    log_probabilities, y_true, loss = predict(model, DataLoader(val_set, batch_size=batch_size), device)
+    temperature = fit_temperature(torch.from_numpy(log_probabilities), torch.from_numpy(y_true))
+    save_checkpoint(model_path, model, **{**info, "temperature": temperature})
+    log.info(
+        "calibration: temperature %.3f fitted on %d validation images (NLL %.4f at T = 1)",
+        temperature,
+        len(y_true),
+        loss,
+    )
+    return temperature
 
 
 def _save_model(path: Path, net: nn.Module, params: TrainRun, best: dict) -> None:

@@ -42,6 +42,10 @@ class TrainingParams(Section):
         ge=0, description="epochs without a better val balanced accuracy; 0: never stop"
     )
     grad_clip_norm: float = Field(ge=0, description="clip the gradients' global norm to this; 0: no clipping")
+    calibration: Literal["none", "temperature"] = Field(
+        description="temperature: fit one temperature on the validation split after the best epoch is chosen "
+        "(saved in the model file; evaluate and predict divide the logits by it)"
+    )
     augment_on: Literal["loader", "device"] = Field(
         description="loader: per image in the DataLoader workers; device: per batch after the transfer"
     )
@@ -82,9 +86,16 @@ class TrainRun(View):
 
     @model_validator(mode="after")
     def _augmentation_where_it_runs(self) -> TrainRun:
-        if self.augmentation.real_images != "augment" and self.training.augment_on == "device":
-            raise ValueError(
-                "augmentation.real_images: only 'augment' works with training.augment_on: device "
-                "(the batch is augmented as one, copies and real images alike)"
-            )
+        augmentation = self.augmentation
+        if self.training.augment_on == "device":
+            if augmentation.real_images != "augment":
+                raise ValueError(
+                    "augmentation.real_images: only 'augment' works with training.augment_on: device "
+                    "(the batch is augmented as one, copies and real images alike)"
+                )
+            if augmentation.hair or augmentation.frame:
+                raise ValueError(
+                    "augmentation.hair: hairs and frames (augmentation.frame) are drawn per image, "
+                    "with training.augment_on: loader only"
+                )
         return self

@@ -1,8 +1,10 @@
-"""The published augmentation (random resized crop, flips, rotation, colour jitter), per image.
+"""The published augmentation (random resized crop, flips, rotation, colour jitter), per image,
+and optionally dermoscopy-specific augmentation (hairs, dermoscope frame: dermoscopy.py).
 
-The train stage draws every oversampled copy with it, afresh each epoch, and (by default)
-augments the real training images with it too; augment-oversample shows example copies. Its
-params section `augmentation` is defined here, for those two stages only.
+The train stage draws every oversampled copy with it, afresh each epoch; real training images
+get, by default, the original code's lighter online transform (`real_images: light`), or the
+same augmentation (`augment`). augment-oversample shows example copies. Its params section
+`augmentation` is defined here, for those two stages only.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pydantic import Field, model_validator
 from torchvision.transforms import v2
 
 from skinlesion.config import Section
+from skinlesion.transforms.dermoscopy import DermoscopeFrame, Hairs
 from skinlesion.transforms.normalize import normalize
 
 
@@ -24,6 +27,8 @@ class AugmentationParams(Section):
     color_jitter: tuple[float, float, float, float] = Field(description="brightness, contrast, saturation, hue")
     crop_scale: tuple[float, float] = Field(description="RandomResizedCrop's area range")
     seed: int
+    hair: float = Field(ge=0, le=1, description="probability of drawing synthetic hairs over a training image")
+    frame: float = Field(ge=0, le=1, description="probability of a dark circular dermoscope frame on a training image")
     real_images: Literal["augment", "light"] = Field(
         description="how real (not copied) training images are augmented each epoch: augment, as the copies; "
         "light, the original code's online transform (random resized crop of 8-100% of the area, "
@@ -50,7 +55,8 @@ def for_real_images(params: AugmentationParams) -> AugmentationParams:
 
 
 def augment(*, params: AugmentationParams, size: int) -> v2.Compose:
-    """The published augmentation: uint8 (3, H, W) in, uint8 (3, size, size) out."""
+    """The published augmentation, then hairs and frame when asked for: uint8 (3, H, W) in,
+    uint8 (3, size, size) out."""
     steps: list[torch.nn.Module] = [v2.RandomResizedCrop(size, scale=params.crop_scale, antialias=True)]
     if params.h_flip:
         steps.append(v2.RandomHorizontalFlip())
@@ -58,6 +64,10 @@ def augment(*, params: AugmentationParams, size: int) -> v2.Compose:
         steps.append(v2.RandomVerticalFlip())
     steps.append(v2.RandomRotation(params.rotation_range))
     steps.append(v2.ColorJitter(*params.color_jitter))
+    if params.hair:  # off, they draw nothing from the generator: the other draws stay as they were
+        steps.append(Hairs(params.hair))
+    if params.frame:
+        steps.append(DermoscopeFrame(params.frame))
     return v2.Compose(steps)
 
 

@@ -74,6 +74,8 @@ SETTINGS: dict[str, dict[str, str]] = {
     "temperature": {"training.calibration": "temperature"},
     "hair": {"augmentation.hair": "0.5"},
     "frame": {"augmentation.frame": "0.5"},
+    # the options that cost nothing at the CPU budget, together (docs/real_data.md)
+    "tta-flips-temperature": {"evaluate.tta": "flips", "training.calibration": "temperature"},
     "combined": {
         "evaluate.tta": "dihedral",
         "training.calibration": "temperature",

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from skinlesion.classes import CLASSES
+from skinlesion.transforms.augment import AugmentationParams
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,6 +85,22 @@ ALL_STAGES = [
     "evaluate",
     "gradcam",
 ]
+
+
+def published_augmentation(**changes) -> AugmentationParams:
+    """The published augmentation, hairs and frames off, real images augmented as the copies."""
+    values = dict(
+        rotation_range=30,
+        h_flip=True,
+        v_flip=True,
+        color_jitter=(0.2, 0.2, 0.2, 0.1),
+        crop_scale=(0.8, 1.0),
+        seed=0,
+        hair=0.0,
+        frame=0.0,
+        real_images="augment",
+    )
+    return AugmentationParams(**{**values, **changes})
 
 
 def model_info(**changes) -> dict:

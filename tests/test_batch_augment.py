@@ -5,24 +5,14 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import published_augmentation
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from skinlesion.transforms.augment import AugmentationParams
 from skinlesion.transforms.batched import BatchAugment, Draw
 from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
 
-PARAMS = AugmentationParams(
-    rotation_range=30,
-    h_flip=True,
-    v_flip=True,
-    color_jitter=(0.2, 0.2, 0.2, 0.1),
-    crop_scale=(0.8, 1.0),
-    seed=0,
-    hair=0.0,
-    frame=0.0,
-    real_images="augment",
-)
+PARAMS = published_augmentation()
 
 
 def _images(batch=4, size=16, seed=0) -> torch.Tensor:

@@ -1,22 +1,13 @@
 """Dermoscopy-specific augmentation: hairs and the dermoscope frame."""
 
 import torch
+from conftest import published_augmentation
 from torchvision.transforms import v2
 
-from skinlesion.transforms.augment import AugmentationParams, augment
+from skinlesion.transforms.augment import augment
 from skinlesion.transforms.dermoscopy import DermoscopeFrame, Hairs
 
-PUBLISHED = AugmentationParams(
-    rotation_range=30,
-    h_flip=True,
-    v_flip=True,
-    color_jitter=(0.2, 0.2, 0.2, 0.1),
-    crop_scale=(0.8, 1.0),
-    seed=0,
-    hair=0.0,
-    frame=0.0,
-    real_images="augment",
-)
+PUBLISHED = published_augmentation()
 
 
 def _skin(size: int = 64) -> torch.Tensor:

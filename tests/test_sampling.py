@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import published_augmentation
 
 from skinlesion.classes import CLASSES
 from skinlesion.data.arrays import class_counts
@@ -10,19 +11,9 @@ from skinlesion.data.isic import read_labels
 from skinlesion.data.split import split_by_lesion
 from skinlesion.resampling.kmeans import SamplingParams, allocate, image_features, pick_within_clusters, undersample
 from skinlesion.resampling.oversample import balanced_manifest, oversample_plan
-from skinlesion.transforms.augment import AugmentationParams, augment, for_real_images
+from skinlesion.transforms.augment import augment, for_real_images
 
-AUGMENT = AugmentationParams(
-    rotation_range=30,
-    h_flip=True,
-    v_flip=True,
-    color_jitter=(0.2, 0.2, 0.2, 0.1),
-    crop_scale=(0.8, 1.0),
-    seed=5,
-    hair=0.0,
-    frame=0.0,
-    real_images="augment",
-)
+AUGMENT = published_augmentation(seed=5)
 
 
 def _training_set(counts: dict[str, int], size: int = 32, seed: int = 0):

@@ -18,18 +18,25 @@ def _uniform(low: float, high: float) -> float:
     return float(torch.empty(()).uniform_(low, high))
 
 
-class Hairs(nn.Module):
-    """With probability `p`, one to eight dark hairs over the image: quadratic Bezier curves
-    between random points, 1-3 px wide at 224 px (scaled with the image), in one dark
-    brown to black colour."""
+class RandomArtefact(nn.Module):
+    """An artefact drawn over a uint8 image (3, H, W) with probability `p`; `draw` draws it."""
 
     def __init__(self, p: float):
         super().__init__()
         self.p = p
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        if torch.rand(()) >= self.p:
-            return image
+        return self.draw(image) if torch.rand(()) < self.p else image
+
+    def draw(self, image: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Hairs(RandomArtefact):
+    """One to eight dark hairs over the image: quadratic Bezier curves between random points,
+    1-3 px wide at 224 px (scaled with the image), in one dark brown to black colour."""
+
+    def draw(self, image: torch.Tensor) -> torch.Tensor:
         _, height, width = image.shape
         side = max(height, width)
         steps = torch.linspace(0, 1, 4 * side)[:, None]
@@ -47,18 +54,12 @@ class Hairs(nn.Module):
         return out
 
 
-class DermoscopeFrame(nn.Module):
-    """With probability `p`, the dark circular frame of a dermoscope: everything farther than
-    a radius of 0.45-0.62 image sides from a centre near the middle turns almost black, over
-    a soft edge, so the corners (and at small radii the edges' middles) are covered."""
+class DermoscopeFrame(RandomArtefact):
+    """The dark circular frame of a dermoscope: everything farther than a radius of 0.45-0.62
+    image sides from a centre near the middle turns almost black, over a soft edge, so the
+    corners (and at small radii the edges' middles) are covered."""
 
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        if torch.rand(()) >= self.p:
-            return image
+    def draw(self, image: torch.Tensor) -> torch.Tensor:
         _, height, width = image.shape
         side = min(height, width)
         radius = _uniform(0.45, 0.62) * side

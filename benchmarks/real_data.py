@@ -69,6 +69,7 @@ SETTINGS: dict[str, dict[str, str]] = {
     "original-code": {"augmentation.crop_scale": "[0.08,1.0]"},
     "no-rotation": {"augmentation.rotation_range": "0"},
     # techniques past the published recipe, each alone, then together
+    "metadata": {"model.use_metadata": "true"},
     "tta-flips": {"evaluate.tta": "flips"},
     "tta-dihedral": {"evaluate.tta": "dihedral"},
     "temperature": {"training.calibration": "temperature"},
@@ -76,7 +77,13 @@ SETTINGS: dict[str, dict[str, str]] = {
     "frame": {"augmentation.frame": "0.5"},
     # the options that cost nothing at the CPU budget, together (docs/real_data.md)
     "tta-flips-temperature": {"evaluate.tta": "flips", "training.calibration": "temperature"},
+    "metadata-tta-flips-temperature": {
+        "model.use_metadata": "true",
+        "evaluate.tta": "flips",
+        "training.calibration": "temperature",
+    },
     "combined": {
+        "model.use_metadata": "true",
         "evaluate.tta": "dihedral",
         "training.calibration": "temperature",
         "augmentation.hair": "0.5",

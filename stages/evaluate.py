@@ -19,9 +19,8 @@ from skinlesion.atomic import atomic_dir, atomic_file, write_json
 from skinlesion.classes import CLASSES
 from skinlesion.config import load_params
 from skinlesion.data.arrays import read_manifest
-from skinlesion.data.dataset import ImageArrayDataset
 from skinlesion.evaluation.report import EvaluateRun, evaluation_report, predictions_table, write_curves
-from skinlesion.model.checkpoint import input_transform, load_checkpoint
+from skinlesion.model.checkpoint import load_checkpoint, model_dataset, uses_metadata
 from skinlesion.model.device import memory_format, select_device
 from skinlesion.model.inference import predict
 
@@ -43,7 +42,7 @@ def main() -> None:
     model, info = load_checkpoint(args.model, CLASSES)
     model = model.to(device, memory_format=memory_format(device))
     manifest = read_manifest(args.prepared / "test.csv")
-    dataset = ImageArrayDataset(args.prepared / "test.npy", manifest, input_transform(info))
+    dataset = model_dataset(args.prepared / "test.npy", manifest, info)
     loader = DataLoader(dataset, batch_size=params.evaluate.batch_size, pin_memory=device.type == "cuda")
     temperature, tta = info.get("temperature", 1.0), params.evaluate.tta
     log_probabilities, y_true, loss = predict(model, loader, device, tta, temperature)
@@ -55,6 +54,7 @@ def main() -> None:
         "epoch": info["epoch"],
         "val_balanced_accuracy": info["val_balanced_accuracy"],
         "temperature": temperature,
+        "metadata": uses_metadata(info),
     }
     write_json(args.metrics, {"test": report, "model": model_info})
     with atomic_file(args.predictions) as tmp:

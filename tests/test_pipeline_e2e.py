@@ -22,6 +22,9 @@ import yaml
 from conftest import ALL_STAGES, TINY, copy_repo, run_command, run_dvc, stages_run, write_params
 from PIL import Image
 
+from skinlesion.data.arrays import read_manifest
+from skinlesion.data.metadata import FIELDS, check_metadata
+
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
@@ -230,11 +233,12 @@ def dev_subset(shared_data: Path, folder: Path, per_class: int) -> Path:
 
 @pytest.mark.slow
 def test_every_option_past_the_recipe_at_once_on_real_images(tmp_path, shared_data):
-    """TTA, temperature scaling, hairs and frames together, through dvc exp run -S, on a few
-    hundred real dermoscopy images of the dev set."""
+    """Metadata fusion, TTA, temperature scaling, hairs and frames together, through dvc exp
+    run -S, on a few hundred real dermoscopy images of the dev set (their metadata has gaps)."""
     root = dev_subset(shared_data, tmp_path / "dev", per_class=40)
     repo = copy_repo(tmp_path / "repo", {**TINY, "sampling": {"majority_target": 40, "minority_target": 20}})
     options = {
+        "model.use_metadata": "true",
         "evaluate.tta": "dihedral",
         "training.calibration": "temperature",
         "augmentation.hair": "0.5",
@@ -245,9 +249,17 @@ def test_every_option_past_the_recipe_at_once_on_real_images(tmp_path, shared_da
     assert ran[-3:] == ["train", "evaluate", "gradcam"]
     report = json.loads((repo / "metrics" / "eval.json").read_text())
     assert report["test"]["tta"] == "dihedral" and report["model"]["temperature"] > 0
+    assert report["model"]["metadata"] is True
     assert report["test"]["images"] > 20 and 0 <= report["test"]["balanced_accuracy"] <= 1
     probabilities = pd.read_csv(repo / "eval" / "predictions.csv").filter(like="p_")
     assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+    assert list((repo / "plots" / "gradcam").glob("*.png"))
+    # every training row, copies included, carries its source image's metadata, gaps as gaps
+    official = pd.read_csv(root / "ISIC_2019_Training_Metadata.csv", dtype=str, keep_default_na=False)
+    official = check_metadata(official, "official").set_index(official["image"])
+    balanced = read_manifest(repo / "data" / "balanced" / "train.csv")
+    assert balanced["augmented"].any() and (balanced["anatom_site_general"] == "").any()
+    assert balanced[list(FIELDS)].equals(official.loc[balanced["source_image"]].reset_index(drop=True))
 
 
 @pytest.mark.slow

@@ -104,3 +104,12 @@ def test_predict_batches_give_the_same_probabilities(tmp_path, model_file):
     ]
     assert probabilities[1] == pytest.approx(probabilities[0], abs=2e-4)
     assert probabilities[2] == pytest.approx(probabilities[0], abs=2e-4)
+
+
+def test_a_model_without_metadata_ignores_metadata_options_and_says_so(tmp_path, model_file):
+    path, _ = model_file
+    image = tmp_path / "a.png"
+    Image.fromarray(np.full((50, 50, 3), 90, np.uint8)).save(image)
+    result = run_cli("predict", str(image), "--model", str(path), "--age", "40", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "the model takes no metadata; --metadata/--age/--sex/--site are ignored" in result.stderr

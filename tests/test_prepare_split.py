@@ -8,6 +8,7 @@ from conftest import run_stage, write_params
 
 from skinlesion.data.images import load_image
 from skinlesion.data.isic import IMAGE_DIR, ImageSource
+from skinlesion.data.metadata import FIELDS
 from skinlesion.data.split import SPLITS
 from skinlesion.data.synthetic import SampleParams, plan_sample, write_sample
 from skinlesion.errors import DataError
@@ -47,7 +48,7 @@ def test_prepare_split_writes_arrays_manifests_and_counts(tmp_path, sample_root)
     for name, manifest in manifests.items():
         images = np.load(out / f"{name}.npy")
         assert images.shape == (len(manifest), SIZE, SIZE, 3) and images.dtype == np.uint8
-        assert list(manifest.columns) == ["image", "label", "lesion_id", "split", "row"]
+        assert list(manifest.columns) == ["image", "label", "lesion_id", "split", "row", *FIELDS]
         assert (manifest["row"] == np.arange(len(manifest))).all() and (manifest["split"] == name).all()
         assert counts[name]["total"] == len(manifest)
         first = manifest.iloc[0]

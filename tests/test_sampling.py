@@ -8,6 +8,8 @@ from skinlesion.classes import CLASSES
 from skinlesion.data.arrays import class_counts
 from skinlesion.data.dataset import ImageArrayDataset
 from skinlesion.data.isic import read_labels
+from skinlesion.data.metadata import FIELDS
+from skinlesion.data.prepare import assign_rows
 from skinlesion.data.split import split_by_lesion
 from skinlesion.resampling.kmeans import SamplingParams, allocate, image_features, pick_within_clusters, undersample
 from skinlesion.resampling.oversample import balanced_manifest, oversample_plan
@@ -134,13 +136,12 @@ def test_copies_are_drawn_afresh_each_epoch_deterministically_for_the_seed(tmp_p
 
 
 def test_published_targets_on_the_real_training_split(shared_data):
-    """The real ISIC 2019 training split (labels; pixels synthetic) resamples to the published table."""
+    """The real ISIC 2019 training split (labels; pixels synthetic) resamples to the published
+    table, and every image and copy keeps its (source) image's metadata, gaps as gaps."""
     labels = read_labels(shared_data / "isic2019-labels")
-    train = labels[split_by_lesion(labels, val_fraction=0.15, test_fraction=0.15, seed=42) == "train"].reset_index(
-        drop=True
-    )
-    manifest = train[["image", "label", "lesion_id"]].assign(split="train", row=np.arange(len(train)))
-    images = np.random.default_rng(0).integers(0, 256, (len(train), 16, 16, 3), dtype=np.uint8)
+    split = split_by_lesion(labels, val_fraction=0.15, test_fraction=0.15, seed=42)
+    manifest = assign_rows(labels, split).query("split == 'train'").reset_index(drop=True)
+    images = np.random.default_rng(0).integers(0, 256, (len(manifest), 16, 16, 3), dtype=np.uint8)
     params = SamplingParams(
         majority_classes=("NV", "MEL"), majority_target=3500, minority_target=1500, kmeans_clusters=8, seed=42
     )
@@ -158,4 +159,7 @@ def test_published_targets_on_the_real_training_split(shared_data):
         "VASC": 1500,
         "SCC": 1500,
     }
-    assert set(balanced.loc[balanced["augmented"], "source_image"]) <= set(train["image"])
+    official = labels.set_index("image").loc[balanced["source_image"], list(FIELDS)].reset_index(drop=True)
+    assert balanced[list(FIELDS)].equals(official)
+    assert balanced["augmented"].any() and (balanced["anatom_site_general"] == "").any()
+    assert set(balanced.loc[balanced["augmented"], "source_image"]) <= set(manifest["image"])

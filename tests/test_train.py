@@ -14,8 +14,11 @@ from conftest import REPO, write_params
 from skinlesion.classes import CLASSES
 from skinlesion.config import ParamsError, load_params
 from skinlesion.cores import available_cores
-from skinlesion.data.arrays import ImageWriter, write_manifest
+from skinlesion.data.arrays import ImageWriter, read_manifest, write_manifest
 from skinlesion.data.dataset import ImageArrayDataset
+from skinlesion.data.metadata import FEATURES
+from skinlesion.errors import DataError
+from skinlesion.model.architectures import MetadataFusion
 from skinlesion.model.checkpoint import load_checkpoint
 from skinlesion.training import loop as train
 from skinlesion.training.live import MemoryLive
@@ -83,6 +86,23 @@ def test_cosine_schedule_and_options_run(tmp_path):
     rates = [step["train/learning_rate"] for step in live.history]
     assert rates == pytest.approx([0.5e-4, 1e-4, 1e-4 * 0.5 * (1 + math.cos(math.pi / 2))])
     assert all(math.isfinite(step["train/loss"]) for step in live.history)
+
+
+def test_a_metadata_model_trains_calibrates_and_says_which_manifest_lacks_metadata(tmp_path):
+    _tiny_sets(tmp_path)
+    params = _params(epochs=1, calibration="temperature")
+    params = params.model_copy(update={"model": params.model.model_copy(update={"use_metadata": True})})
+    with pytest.raises(DataError, match=rf"^{tmp_path / 'train.csv'}: no metadata columns"):
+        fit(params, tmp_path / "train.csv", tmp_path, tmp_path / "model.pt", MemoryLive())
+    manifest = read_manifest(tmp_path / "train.csv")
+    ages = ["", "30", "85"]  # with gaps, as the official file has them
+    metadata = {"age_approx": [ages[i % 3] for i in range(16)], "anatom_site_general": "", "sex": "male"}
+    write_manifest(manifest.assign(**metadata), tmp_path / "train.csv")
+    write_manifest(manifest.assign(**metadata), tmp_path / "val.csv")
+    best = fit(params, tmp_path / "train.csv", tmp_path, tmp_path / "model.pt", MemoryLive())
+    model, info = load_checkpoint(tmp_path / "model.pt")
+    assert isinstance(model, MetadataFusion) and info["metadata"] == list(FEATURES)
+    assert info["temperature"] == best["temperature"] > 0
 
 
 @pytest.mark.parametrize("bad_step", [0, 1])  # 16 images in batches of 8: step 1 is the epoch's last
@@ -257,7 +277,7 @@ def test_a_dying_loader_worker_says_what_to_change(tmp_path, monkeypatch):
     assert "resumes from epoch 1" in message
 
 
-def _small_net(name: str, num_classes: int, weights: str) -> torch.nn.Module:
+def _small_net(name: str, num_classes: int, weights: str, metadata_features: int = 0) -> torch.nn.Module:
     torch.manual_seed(0)
     return torch.nn.Sequential(
         torch.nn.Conv2d(3, 4, 3),

@@ -2,9 +2,10 @@
 
 A split's images live in one `.npy` file of shape (N, size, size, 3), dtype uint8, opened
 memory-mapped so that no stage holds a whole split in memory. Its manifest is a CSV with
-one row per image: `image, label, lesion_id, split, row` (`row` indexes the array) and,
-for the balanced training set, `source_image` and `augmented` (its `row`s index prepare-split's
-train array: a copy shares its source's row).
+one row per image: `image, label, lesion_id, split, row` (`row` indexes the array), the
+image's metadata `age_approx, anatom_site_general, sex` (empty when missing) and, for the
+balanced training set, `source_image` and `augmented` (its `row`s index prepare-split's train
+array: a copy shares its source's row and its metadata).
 
 The writer is hand-written: numpy's `open_memmap` would do the job in one line, but a
 writable memory map keeps every written page in the process's memory until it is closed,
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from skinlesion.classes import CLASSES
+from skinlesion.data.metadata import FIELDS
 from skinlesion.errors import DataError
 
 MANIFEST_COLUMNS = ("image", "label", "lesion_id", "split", "row")
@@ -77,9 +79,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: manifest not found")
-    manifest = pd.read_csv(
-        path, dtype={"image": str, "lesion_id": str, "label": str, "source_image": str}, keep_default_na=False
-    )
+    text = ("image", "lesion_id", "label", "source_image", *FIELDS)
+    manifest = pd.read_csv(path, dtype=dict.fromkeys(text, str), keep_default_na=False)
     missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
     if missing:
         raise DataError(f"{path}: missing columns {missing}")

@@ -17,7 +17,9 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 class ImageArrayDataset(Dataset):
-    """Items are (transform(image), class index); images come from a memory-mapped array.
+    """Items are (transform(image), class index), and the image's metadata vector (float32)
+    after them when `metadata` (encode_metadata's, one row per manifest row) is given; images
+    come from a memory-mapped array.
 
     The array is opened lazily in each DataLoader worker: the dataset that is pickled to the
     workers carries only the path, never the pixels, so no worker copies the split. With
@@ -31,6 +33,7 @@ class ImageArrayDataset(Dataset):
         manifest: pd.DataFrame,
         transform: Transform,
         copy_transform: Transform | None = None,
+        metadata: np.ndarray | None = None,
     ):
         self.array_path = Path(array_path)
         self.rows = manifest["row"].to_numpy()
@@ -38,6 +41,9 @@ class ImageArrayDataset(Dataset):
         self.transform = transform
         self.copy_transform = copy_transform
         self.copies = manifest["augmented"].to_numpy(dtype=bool) if copy_transform else None
+        if metadata is not None and len(metadata) != len(self.rows):
+            raise ValueError(f"{len(metadata)} metadata rows for {len(self.rows)} images")
+        self.metadata = None if metadata is None else torch.from_numpy(metadata)
         self._images: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -49,11 +55,12 @@ class ImageArrayDataset(Dataset):
             self._images = open_images(self.array_path)
         return np.array(self._images[self.rows[index]])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | tuple[torch.Tensor, int, torch.Tensor]:
         pixels = torch.from_numpy(self.image(index)).permute(2, 0, 1)  # (3, H, W) uint8
         copy = self.copies is not None and self.copies[index]
         transform = self.copy_transform if copy else self.transform
-        return transform(pixels), int(self.targets[index])
+        item = transform(pixels), int(self.targets[index])
+        return item if self.metadata is None else (*item, self.metadata[index])
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_images": None}

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from skinlesion.classes import CLASSES
+from skinlesion.data.metadata import FIELDS, check_metadata
 from skinlesion.data.split import lesion_groups
 from skinlesion.errors import DataError
 
@@ -86,8 +87,10 @@ def read_labels(root: str | Path) -> pd.DataFrame:
     """Read and cross-check the ground truth and metadata under `root`.
 
     Returns one row per image, in ground-truth order, with columns `image`, `label`
-    (class name), `lesion_id` (empty when unknown) and `group` (the lesion, or the image
-    itself when it has no lesion id: the unit that must never straddle two splits).
+    (class name), `lesion_id` (empty when unknown), `group` (the lesion, or the image
+    itself when it has no lesion id: the unit that must never straddle two splits) and the
+    metadata `age_approx`, `anatom_site_general`, `sex` (empty when missing; checked by
+    skinlesion.data.metadata.check_metadata).
     """
     root = Path(root)
     truth_path, meta_path = root / GROUND_TRUTH_CSV, root / METADATA_CSV
@@ -102,6 +105,9 @@ def read_labels(root: str | Path) -> pd.DataFrame:
         )
     lesions = meta.set_index("image")["lesion_id"].str.strip()
     labels["lesion_id"] = labels["image"].map(lesions)
+    metadata = check_metadata(meta, str(meta_path)).set_index(meta["image"])
+    for field in FIELDS:
+        labels[field] = labels["image"].map(metadata[field])
     labels["group"] = lesion_groups(labels)
 
     per_lesion = labels[labels["lesion_id"] != ""].groupby("lesion_id")["label"].nunique()

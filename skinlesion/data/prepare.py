@@ -22,6 +22,7 @@ from skinlesion.config import Section, View
 from skinlesion.data.arrays import ImageWriter, class_counts, copy_rows, open_images
 from skinlesion.data.images import decode_or_reason, load_image
 from skinlesion.data.isic import ImageSource
+from skinlesion.data.metadata import FIELDS
 from skinlesion.data.split import SPLITS
 from skinlesion.errors import DataError
 
@@ -82,11 +83,11 @@ def decode_all(
 
 
 def assign_rows(labels: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
-    """The full manifest: labels plus split and each image's row in its split's array."""
+    """The full manifest: labels plus split, each image's row in its split's array and its metadata."""
     manifest = labels[["image", "label", "lesion_id"]].copy()
     manifest["split"] = split
     manifest["row"] = manifest.groupby("split").cumcount()
-    return manifest
+    return manifest.join(labels[list(FIELDS)])
 
 
 def write_split_arrays(

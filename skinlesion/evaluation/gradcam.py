@@ -19,6 +19,7 @@ from pydantic import Field
 from torch import nn
 
 from skinlesion.config import Section, View
+from skinlesion.model.inference import forward
 
 
 class GradcamParams(Section):
@@ -58,16 +59,19 @@ class GradCAM:
         self._activations = output.clone()
         return self._activations
 
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, images: torch.Tensor, targets: torch.Tensor | None = None, metadata: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Maps for class `targets[i]` of image i: (N, H, W) in [0, 1], plus softmax (N, C).
 
         images: (N, 3, H, W) normalised float; the caller's tensor is not modified.
         targets: (N,) class indices; None explains each image's predicted class.
+        metadata: (N, F), for a model that fuses metadata (the maps explain the image part).
         """
         self.model.eval()
         self.model.zero_grad(set_to_none=True)
         with torch.enable_grad():
-            logits = self.model(images.detach().clone())
+            logits = forward(self.model, images.detach().clone(), metadata)
             self._activations.retain_grad()  # after any in-place change made by the forward
             if targets is None:
                 targets = logits.argmax(dim=1)
@@ -124,16 +128,18 @@ def explain_samples(
     samples: pd.DataFrame,
     classes: list[str],
     folder: Path,
+    metadata: torch.Tensor | None = None,
 ) -> None:
     """One PNG per row of `samples` (choose_samples'): the image, the map for the predicted class
     and, when the prediction is wrong, the map for the true class.
 
-    images: (N, 3, H, W) model inputs; pixels: the same N images as stored, (H, W, 3) uint8.
+    images: (N, 3, H, W) model inputs; pixels: the same N images as stored, (H, W, 3) uint8;
+    metadata: (N, F), for a model that fuses metadata.
     """
     true = torch.tensor([classes.index(label) for label in samples["label"]])
     with GradCAM(model, layer) as gradcam:
-        predicted_cams, probabilities = gradcam(images)  # maps for the predicted class
-        true_cams, _ = gradcam(images, true)
+        predicted_cams, probabilities = gradcam(images, metadata=metadata)  # maps for the predicted class
+        true_cams, _ = gradcam(images, true, metadata)
     for i, row in enumerate(samples.itertuples(index=False)):
         predicted = int(probabilities[i].argmax())
         cams = {f"Grad-CAM: {classes[predicted]} (predicted)": predicted_cams[i].numpy()}

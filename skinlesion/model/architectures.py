@@ -1,9 +1,11 @@
-"""The torchvision backbones, their pretrained weights and the new classifier head."""
+"""The torchvision backbones, their pretrained weights and the new classifier head, or a head
+that joins the image features with the image's metadata (MetadataFusion)."""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -53,25 +55,56 @@ def _file_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {_OLD_DENSENET_KEY.sub(r"\1\2", key): value for key, value in state.items()}
 
 
-def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
-    """Swap the ImageNet classifier for a fresh Linear layer with `num_classes` outputs."""
+def replace_head(model: nn.Module, make_head: Callable[[int], nn.Module]) -> int:
+    """Swap the backbone's ImageNet classifier for `make_head(its input features)`; returns
+    that number of features (those the backbone pools from an image)."""
     if isinstance(model, torchvision.models.DenseNet):
-        model.classifier = nn.Linear(model.classifier.in_features, num_classes)
+        features = model.classifier.in_features
+        model.classifier = make_head(features)
     elif isinstance(model, torchvision.models.ResNet):
-        model.fc = nn.Linear(model.fc.in_features, num_classes)
+        features = model.fc.in_features
+        model.fc = make_head(features)
     elif isinstance(model, torchvision.models.EfficientNet):
-        model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+        features = model.classifier[-1].in_features
+        model.classifier[-1] = make_head(features)
     else:
         raise TypeError(f"no classifier head known for {type(model).__name__}")
-    return model
+    return features
 
 
-def build_model(name: str, num_classes: int, weights: str) -> nn.Module:
+class MetadataFusion(nn.Module):
+    """A backbone's pooled image features joined with a small network's features of the
+    image's metadata vector, then one Linear classifier over both: the scheme of the winning
+    ISIC 2019 entry (Gessert et al., 2020), with a smaller metadata network.
+
+    Called as `model(images, metadata)`: images (N, 3, H, W), metadata (N, metadata_features).
+    """
+
+    def __init__(self, backbone: nn.Module, metadata_features: int, num_classes: int, hidden: int = 128):
+        super().__init__()
+        # the backbone, its head an identity, returns its pooled image features
+        image_features = replace_head(backbone, lambda _: nn.Identity())
+        self.backbone = backbone
+        self.metadata = nn.Sequential(
+            nn.Linear(metadata_features, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.2),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(image_features + hidden, num_classes)
+
+    def forward(self, images: torch.Tensor, metadata: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.cat([self.backbone(images), self.metadata(metadata)], dim=1))
+
+
+def build_model(name: str, num_classes: int, weights: str, metadata_features: int = 0) -> nn.Module:
     """An ImageNet-shaped torchvision model, optionally with pretrained weights, with a new head.
 
     `weights` is "imagenet" (torchvision's weights API), "none" (random init), or a path to
     a state dict in torchvision's format. Loading is strict: a file for another
-    architecture fails with the mismatching keys named.
+    architecture fails with the mismatching keys named. With `metadata_features` > 0 the
+    model is a MetadataFusion of that backbone, called as `model(images, metadata)`.
     """
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(ARCHITECTURES)}")
@@ -83,11 +116,16 @@ def build_model(name: str, num_classes: int, weights: str) -> nn.Module:
         except RuntimeError as error:
             raise WeightsError(f"model.weights {weights!r} does not fit {name}: {error}") from error
         log.info("loaded %s weights for %s", weights, name)
-    return replace_head(model, num_classes)
+    if metadata_features:
+        return MetadataFusion(model, metadata_features, num_classes)
+    replace_head(model, lambda features: nn.Linear(features, num_classes))
+    return model
 
 
 def cam_layer(model: nn.Module) -> nn.Module:
     """The last convolutional feature block, which Grad-CAM explains."""
+    if isinstance(model, MetadataFusion):
+        return cam_layer(model.backbone)
     if isinstance(model, torchvision.models.DenseNet):
         return model.features.norm5
     if isinstance(model, torchvision.models.ResNet):

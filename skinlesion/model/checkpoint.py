@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
 from torchvision.transforms import v2
 
 from skinlesion.atomic import atomic_file
+from skinlesion.data.dataset import ImageArrayDataset
+from skinlesion.data.metadata import FEATURES, encode_metadata
 from skinlesion.model.architectures import ARCHITECTURES, WeightsError, build_model
 from skinlesion.transforms.normalize import normalize
 
@@ -45,7 +48,10 @@ def load_checkpoint(path: str | Path, classes: tuple[str, ...] | None = None) ->
         raise WeightsError(
             f"{path}: the model predicts {list(checkpoint['classes'])}, not {list(classes)} in that order"
         )
-    model = build_model(checkpoint["arch"], len(checkpoint["classes"]), "none")
+    metadata = list(checkpoint.get("metadata", []))  # the names of its metadata inputs, if any
+    if metadata and metadata != list(FEATURES):
+        raise WeightsError(f"{path}: the model encodes metadata as {metadata}, this version as {list(FEATURES)}")
+    model = build_model(checkpoint["arch"], len(checkpoint["classes"]), "none", len(metadata))
     try:
         model.load_state_dict(checkpoint["state_dict"], strict=True)
     except (RuntimeError, TypeError, AttributeError) as error:  # other keys or shapes; not a state dict at all
@@ -56,6 +62,18 @@ def load_checkpoint(path: str | Path, classes: tuple[str, ...] | None = None) ->
     return model.eval(), info
 
 
+def uses_metadata(info: dict) -> bool:
+    """Whether the model in `info` (load_checkpoint's) takes each image's metadata as a second input."""
+    return bool(info.get("metadata"))
+
+
 def input_transform(info: dict) -> v2.Compose:
     """The normalisation the model in `info` (load_checkpoint's) was trained with."""
     return normalize(mean=tuple(info["mean"]), std=tuple(info["std"]))
+
+
+def model_dataset(array_path: Path, manifest: pd.DataFrame, info: dict) -> ImageArrayDataset:
+    """The images of `manifest` (rows of the array at `array_path`) as the model in `info` takes
+    them: normalised as in training and, for a model that fuses metadata, with their metadata."""
+    metadata = encode_metadata(manifest, f"{array_path.with_suffix('.csv')}") if uses_metadata(info) else None
+    return ImageArrayDataset(array_path, manifest, input_transform(info), metadata=metadata)

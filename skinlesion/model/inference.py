@@ -30,12 +30,24 @@ def tta_views(images: torch.Tensor, tta: TTA) -> list[torch.Tensor]:
     return [torch.rot90(view, k, dims=(-2, -1)) for view in (images, mirrored) for k in range(4)]
 
 
+def forward(model: nn.Module, images: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
+    """The logits of a batch: `model(images)`, or `model(images, metadata)` for a model that
+    fuses each image's metadata (MetadataFusion)."""
+    return model(images) if metadata is None else model(images, metadata)
+
+
 def log_probabilities(
-    model: nn.Module, images: torch.Tensor, tta: TTA = "none", temperature: float = 1.0
+    model: nn.Module,
+    images: torch.Tensor,
+    tta: TTA = "none",
+    temperature: float = 1.0,
+    metadata: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Log class probabilities (N, C) of a batch: the softmax of the logits divided by
-    `temperature`, averaged over the TTA views (in probability space), in full precision."""
-    logs = [torch.log_softmax(model(view).float() / temperature, dim=1) for view in tta_views(images, tta)]
+    `temperature`, averaged over the TTA views (in probability space; the metadata is the same
+    for every view), in full precision."""
+    views = tta_views(images, tta)
+    logs = [torch.log_softmax(forward(model, view, metadata).float() / temperature, dim=1) for view in views]
     if len(logs) == 1:
         return logs[0]
     return torch.logsumexp(torch.stack(logs), dim=0) - math.log(len(logs))
@@ -45,15 +57,17 @@ def log_probabilities(
 def predict(
     model: nn.Module, loader: DataLoader, device: torch.device, tta: TTA = "none", temperature: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Log class probabilities (N, C), true class indices (N,) and mean cross-entropy over `loader`.
+    """Log class probabilities (N, C), true class indices (N,) and mean cross-entropy over
+    `loader` (batches of images, labels and, for a model that fuses metadata, metadata).
 
     Always in full precision: validation and test scores do not depend on training.precision.
     """
     model.eval()
     probabilities, targets, losses = [], [], []
-    for images, labels in loader:  # everything stays on the device until the end: no waiting per batch
+    for images, labels, *metadata in loader:  # everything stays on the device until the end: no waiting per batch
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
-        logs = log_probabilities(model, images, tta, temperature)
+        inputs = metadata[0].to(device, non_blocking=True) if metadata else None
+        logs = log_probabilities(model, images, tta, temperature, inputs)
         losses.append(nn.functional.nll_loss(logs, labels.to(device, non_blocking=True), reduction="sum"))
         probabilities.append(logs)
         targets.append(labels)

@@ -29,11 +29,12 @@ from skinlesion.classes import CLASSES
 from skinlesion.cores import available_cores
 from skinlesion.data.arrays import read_manifest
 from skinlesion.data.dataset import ImageArrayDataset
+from skinlesion.data.metadata import FEATURES, encode_metadata
 from skinlesion.evaluation.metrics import balanced_accuracy
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
+from skinlesion.model.checkpoint import load_checkpoint, model_dataset, save_checkpoint
 from skinlesion.model.device import autocast_dtype, compile_model, configure_backends, memory_format, select_device
-from skinlesion.model.inference import fit_temperature, predict
+from skinlesion.model.inference import fit_temperature, forward, predict
 from skinlesion.training.distributed import World, cuda_device, gather, share_buffers
 from skinlesion.training.optim import make_criterion, make_optimizer, make_scaler
 from skinlesion.training.params import TrainingParams, TrainRun
@@ -114,16 +115,20 @@ def train_step(
     dtype: torch.dtype | None,
     layout: torch.memory_format,
     clip_norm: float = 0.0,
+    metadata: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on a batch; returns (loss, logits), both still on `device`.
 
     dtype: autocast dtype (None for full precision); layout: memory format of the batch;
-    clip_norm: clip the gradients' global norm to this (0: no clipping).
+    clip_norm: clip the gradients' global norm to this (0: no clipping); metadata: the
+    batch's metadata, for a model that fuses it.
     """
     images = images.to(device, non_blocking=True).contiguous(memory_format=layout)
     labels = labels.to(device, non_blocking=True)
+    if metadata is not None:
+        metadata = metadata.to(device, non_blocking=True)
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        logits = model(images)
+        logits = forward(model, images, metadata)
         loss = criterion(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
@@ -180,7 +185,7 @@ def train_one_epoch(
     # device; predictions stay on the device until the epoch ends.
     pending = None
     batches = tqdm(trainer.train_loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not world.main)
-    for step, (images, labels) in enumerate(batches):
+    for step, (images, labels, *metadata) in enumerate(batches):
         if trainer.augment is not None:
             images = trainer.augment(images.to(device, non_blocking=True), generator=generator)
         loss, logits = train_step(
@@ -194,6 +199,7 @@ def train_one_epoch(
             dtype=dtype,
             layout=memory_format(device),
             clip_norm=settings.grad_clip_norm,
+            metadata=metadata[0] if metadata else None,
         )
         predictions.append(logits.argmax(dim=1))
         targets.append(labels)
@@ -233,9 +239,12 @@ def build_loaders(
         transform = train_transform(params=for_real_images(augmentation), size=size)
         if augmentation.real_images != "augment":
             copy_transform = train_transform(params=augmentation, size=size)
-    manifest = read_manifest(balanced)
-    train_set = ImageArrayDataset(prepared_dir / "train.npy", manifest, transform, copy_transform)
-    val_set = ImageArrayDataset(prepared_dir / "val.npy", read_manifest(prepared_dir / "val.csv"), normalize())
+    manifest, use_metadata = read_manifest(balanced), params.model.use_metadata
+    metadata = encode_metadata(manifest, str(balanced)) if use_metadata else None
+    train_set = ImageArrayDataset(prepared_dir / "train.npy", manifest, transform, copy_transform, metadata)
+    val_manifest = read_manifest(prepared_dir / "val.csv")
+    val_metadata = encode_metadata(val_manifest, str(prepared_dir / "val.csv")) if use_metadata else None
+    val_set = ImageArrayDataset(prepared_dir / "val.npy", val_manifest, normalize(), metadata=val_metadata)
     warning = crowded_cores(
         settings.num_workers, int(os.environ.get("LOCAL_WORLD_SIZE", world.size)), available_cores()
     )
@@ -263,7 +272,8 @@ def build_trainer(params: TrainRun, balanced: Path, prepared_dir: Path, world: W
     configure_backends(device)
     on_device = settings.augment_on == "device"
     train_loader, val_loader = build_loaders(params, balanced, prepared_dir, device, world, on_device)
-    net = build_model(params.model.name, params.model.num_classes, params.model.weights)
+    metadata_features = len(FEATURES) if params.model.use_metadata else 0
+    net = build_model(params.model.name, params.model.num_classes, params.model.weights, metadata_features)
     net = net.to(device, memory_format=memory_format(device))
     optimizer, scheduler = make_optimizer(net, settings)
     model = net
@@ -372,7 +382,7 @@ def calibrate(model_path: Path, prepared_dir: Path, device: torch.device, batch_
     to the model file. Returns it."""
     model, info = load_checkpoint(model_path)
     model = model.to(device, memory_format=memory_format(device))
-    val_set = ImageArrayDataset(prepared_dir / "val.npy", read_manifest(prepared_dir / "val.csv"), normalize())
+    val_set = model_dataset(prepared_dir / "val.npy", read_manifest(prepared_dir / "val.csv"), info)
     log_probabilities, y_true, loss = predict(model, DataLoader(val_set, batch_size=batch_size), device)
     temperature = fit_temperature(torch.from_numpy(log_probabilities), torch.from_numpy(y_true))
     save_checkpoint(model_path, model, **{**info, "temperature": temperature})
@@ -397,6 +407,7 @@ def _save_model(path: Path, net: nn.Module, params: TrainRun, best: dict) -> Non
         color_constancy=params.prepare.color_constancy,
         mean=list(IMAGENET_MEAN),
         std=list(IMAGENET_STD),
+        **({"metadata": list(FEATURES)} if params.model.use_metadata else {}),
         **best,
     )
 

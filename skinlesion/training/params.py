@@ -18,6 +18,10 @@ class ModelParams(Section):
     name: Literal[tuple(ARCHITECTURES)] = Field(description="torchvision backbone (densenet121 is the published one)")
     num_classes: Literal[len(CLASSES)] = Field(description="the 8 ISIC 2019 training classes")
     weights: str = Field(description="imagenet, none, or the path of a weights file")
+    use_metadata: bool = Field(
+        description="join each image's age, sex and anatomical site (missing values flagged as missing) "
+        "with its pooled image features before the classifier (winning ISIC 2019 entry)"
+    )
 
 
 class TrainingParams(Section):

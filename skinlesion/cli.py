@@ -1,7 +1,7 @@
 """The `skinlesion` command: the tools around the pipeline (the stages run through dvc repro).
 
 skinlesion predict IMAGE ... [--model models/model.pt] [--device auto] [--cam DIR]
-skinlesion import-isic --out data/isic2019
+skinlesion import-isic [--test] [--out data/isic2019]
 skinlesion check-params [params.yaml ...]
 skinlesion params-schema [--out params.schema.json]
 """
@@ -21,8 +21,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _import_isic(args: argparse.Namespace) -> int:
-    from skinlesion.data.official import import_files, verify_labels
+    from skinlesion.data.official import import_files, import_test_files, verify_labels
 
+    if args.test:
+        # no md5 of the official test files is recorded here; DVC keeps each file's md5 in its .dvc file
+        import_test_files(args.base_url.rstrip("/"), args.out or Path("data/isic2019-test"))
+        return 0
+    args.out = args.out or Path("data/isic2019")
     import_files(args.base_url.rstrip("/"), args.out)
     if not args.no_verify:
         verify_labels(args.out)
@@ -61,8 +66,13 @@ def parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify new images with a trained model")
     add_arguments(predict)
     predict.set_defaults(run=_predict)
-    official = commands.add_parser("import-isic", help="dvc import-url of the official ISIC 2019 training files")
-    official.add_argument("--out", type=Path, default=Path("data/isic2019"), help="folder to import into (data.root)")
+    official = commands.add_parser("import-isic", help="dvc import-url of the official ISIC 2019 files")
+    official.add_argument(
+        "--out", type=Path, help="folder to import into: data/isic2019 (data.root), with --test data/isic2019-test"
+    )
+    official.add_argument(
+        "--test", action="store_true", help="the official test images and metadata (and ground truth, if served)"
+    )
     official.add_argument("--base-url", default=OFFICIAL_URL, help="where the three files are served")
     official.add_argument("--no-verify", action="store_true", help="skip the md5 check of the CSVs")
     official.set_defaults(run=_import_isic)

@@ -6,7 +6,9 @@ device training would pick, with the model file's temperature (when training fit
 optional test-time augmentation (--tta). A model trained with `model.use_metadata` also takes
 each image's age, sex and anatomical site: from `--metadata CSV` (the official metadata
 format, rows matched by file name without extension) or `--age/--sex/--site` for every image;
-what is not given is treated as missing, and a warning says so. A file that cannot be read
+what is not given is treated as missing, and a warning says so. Inputs are image files,
+folders of them, or zip archives of them read in place (the official test zip); with
+--isic-submission, the ISIC 2019 submission CSV is written too. A file that cannot be read
 gets an error line naming it; the others are still predicted; the exit status is 1 if any
 file failed.
 """
@@ -15,16 +17,20 @@ from __future__ import annotations
 
 import argparse
 import functools
+import io
 import json
 import logging
 import sys
-from pathlib import Path
-from typing import get_args
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, get_args
 
 import numpy as np
 import pandas as pd
 import torch
 
+from skinlesion.atomic import atomic_file
+from skinlesion.classes import CLASSES
 from skinlesion.data.images import decode_or_reason, load_image
 from skinlesion.data.metadata import FIELDS, check_metadata, encode_metadata
 from skinlesion.errors import DataError
@@ -37,7 +43,49 @@ from skinlesion.model.inference import TTA, log_probabilities
 log = logging.getLogger(__name__)
 
 
-def read_images(paths: list[Path], info: dict) -> tuple[list[np.ndarray | None], list[str]]:
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+
+
+class ZipMember:
+    """An image inside a zip archive (the official `ISIC_2019_Test_Input.zip`, say), read in
+    place; named `archive:member` in messages, its stem is the member's file name's."""
+
+    def __init__(self, archive: Path, member: str):
+        self.archive, self.member = archive, member
+        self.stem = PurePosixPath(member).stem
+
+    def __str__(self) -> str:
+        return f"{self.archive}:{self.member}"
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(_zip(self.archive).read(self.member))
+
+
+@functools.cache
+def _zip(archive: Path) -> zipfile.ZipFile:
+    return zipfile.ZipFile(archive)
+
+
+def expand_inputs(paths: list[Path]) -> list[Path | ZipMember]:
+    """The images to predict: a file as given, then the images of a folder and of a zip archive
+    (by suffix, sorted by name)."""
+    images: list[Path | ZipMember] = []
+    for path in paths:
+        if path.is_dir():
+            images += sorted(item for item in path.iterdir() if item.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.suffix.lower() == ".zip" and path.is_file():
+            try:
+                names = _zip(path).namelist()
+            except zipfile.BadZipFile as error:
+                raise DataError(f"{path}: not a readable zip file ({error})") from None
+            members = sorted(name for name in names if PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES)
+            images += [ZipMember(path, name) for name in members]
+        else:
+            images.append(path)
+    return images
+
+
+def read_images(paths: list[Path | ZipMember], info: dict) -> tuple[list[np.ndarray | None], list[str]]:
     """Decoded (size, size, 3) uint8 images, None where a file failed, and the error messages."""
     decode = functools.partial(
         load_image,
@@ -45,7 +93,8 @@ def read_images(paths: list[Path], info: dict) -> tuple[list[np.ndarray | None],
         crop_border=info.get("crop_border", False),
         color_constancy=info.get("color_constancy", False),
     )
-    results = [decode_or_reason(functools.partial(open, path, "rb"), decode) for path in paths]
+    openers = [path.open if isinstance(path, ZipMember) else functools.partial(open, path, "rb") for path in paths]
+    results = [decode_or_reason(opener, decode) for opener in openers]
     return [pixels for pixels, _ in results], [reason for _, reason in results]
 
 
@@ -84,7 +133,7 @@ def predict_batch(
 def predict_files(
     model: torch.nn.Module,
     info: dict,
-    paths: list[Path],
+    paths: list[Path | ZipMember],
     *,
     device: torch.device,
     batch_size: int = 32,
@@ -93,7 +142,8 @@ def predict_files(
     cam_dir: Path | None = None,
     metadata: pd.DataFrame | None = None,
 ) -> list[dict]:
-    """Per path, its `top` classes with probabilities, or the error that kept it from being read.
+    """Per path, its `top` classes with probabilities and every class's probability (an array,
+    `probabilities`), or the error that kept it from being read.
 
     `metadata`: for a model that fuses metadata, one row per path (columns FIELDS, checked;
     empty where missing), also reported per image. Files are decoded `batch_size` at a time,
@@ -116,13 +166,35 @@ def predict_files(
             row = next(rows)
             order = np.argsort(-row)[:top]
             top_classes = [{"class": info["classes"][k], "probability": round(float(row[k]), 4)} for k in order]
-            results.append({"image": str(path), "predictions": top_classes})
+            results.append({"image": str(path), "predictions": top_classes, "probabilities": row})
             if given is not None:
                 results[-1]["metadata"] = given.iloc[index].to_dict()
     return results
 
 
-def image_metadata(paths: list[Path], args: argparse.Namespace, info: dict) -> pd.DataFrame | None:
+def write_submission(path: Path, results: list[dict], info: dict) -> int:
+    """The ISIC 2019 submission CSV of predict_files' `results` (one row per image read, named
+    after its file without extension; header GROUND_TRUTH_COLUMNS: image, MEL, ..., SCC, UNK).
+    Class columns are the model's probabilities. UNK is min(1, t^2 / m), with m the top class
+    probability and t = 1 - the model's unknown threshold: it is the row's largest value
+    exactly when the unknown score calls the image unknown, and it ranks images as the score
+    does. Returns the number of rows."""
+    if "unknown_threshold" not in info:
+        raise DataError("the model file has no unknown threshold (it predates it): retrain it to write a submission")
+    if sorted(info["classes"]) != sorted(CLASSES):
+        raise DataError(f"a submission needs the classes {list(CLASSES)}; the model predicts {info['classes']}")
+    read = [result for result in results if "probabilities" in result]
+    probabilities = np.array([result["probabilities"] for result in read]).reshape(len(read), len(CLASSES))
+    table = pd.DataFrame(probabilities, columns=info["classes"])[list(CLASSES)]
+    known = 1.0 - info["unknown_threshold"]
+    table["UNK"] = np.minimum(1.0, known**2 / probabilities.max(axis=1))
+    table.insert(0, "image", [Path(result["image"]).stem for result in read])
+    with atomic_file(path) as tmp:
+        table.round(6).to_csv(tmp, index=False, lineterminator="\n")
+    return len(table)
+
+
+def image_metadata(paths: list[Path | ZipMember], args: argparse.Namespace, info: dict) -> pd.DataFrame | None:
     """The metadata of each of `paths` for the model in `info`, checked, one row per path
     (empty where missing), from `--metadata CSV` or `--age/--sex/--site`; None when the model
     takes none. Warns about every image whose metadata is missing entirely."""
@@ -163,7 +235,9 @@ def image_metadata(paths: list[Path], args: argparse.Namespace, info: dict) -> p
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", type=Path, nargs="+", help="image files (JPEG, PNG, ...)")
+    parser.add_argument(
+        "images", type=Path, nargs="+", help="image files (JPEG, PNG, ...), folders of them, or zip archives of them"
+    )
     parser.add_argument("--model", type=Path, default=Path("models/model.pt"))
     parser.add_argument("--top", type=int, default=3, help="classes shown per image")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -181,6 +255,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="for a model trained with metadata: a CSV with columns image, age_approx, anatom_site_general, sex "
         "(as ISIC's metadata files), matched to the files by name without extension",
     )
+    parser.add_argument(
+        "--isic-submission",
+        type=Path,
+        help="also write the ISIC 2019 submission CSV (image, MEL, ..., SCC, UNK; UNK from the unknown score)",
+    )
     parser.add_argument("--age", help="approximate age in years of every image (instead of --metadata)")
     parser.add_argument("--sex", help="male or female, for every image")
     parser.add_argument("--site", help="anatomical site of every image, as ISIC writes it (e.g. 'head/neck')")
@@ -191,13 +270,14 @@ def run(args: argparse.Namespace) -> int:
     device = select_device(args.device)
     model, info = load_checkpoint(args.model)
     model = model.to(device, memory_format=memory_format(device))
-    metadata = image_metadata(args.images, args, info)
+    images = expand_inputs(args.images)
+    metadata = image_metadata(images, args, info)
     if args.cam:
         args.cam.mkdir(parents=True, exist_ok=True)
     results = predict_files(
         model,
         info,
-        args.images,
+        images,
         device=device,
         batch_size=args.batch_size,
         top=args.top,
@@ -205,6 +285,11 @@ def run(args: argparse.Namespace) -> int:
         cam_dir=args.cam,
         metadata=metadata,
     )
+    if args.isic_submission:
+        rows = write_submission(args.isic_submission, results, info)
+        log.info("wrote %d rows to %s", rows, args.isic_submission)
+    for result in results:
+        result.pop("probabilities", None)
     if args.json:
         print(json.dumps(results, indent=2))
     for result in results:

@@ -3,7 +3,9 @@
 Writes the metrics to --metrics; one row per test image with its true class, predicted class
 and class probabilities to --predictions, which DVC draws as the confusion matrix; and
 one-vs-rest ROC and precision-recall curves and the reliability diagram's data to --curves.
-Probabilities use the model file's temperature (1 when it has none) and evaluate.tta.
+Probabilities use the model file's temperature (1 when it has none) and evaluate.tta. With the
+model file's unknown threshold, `test.unknown_rate` is the share of test images (all of known
+classes) that the unknown score would call unknown.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from skinlesion.data.arrays import read_manifest
 from skinlesion.evaluation.report import EvaluateRun, evaluation_report, predictions_table, write_curves
 from skinlesion.model.checkpoint import load_checkpoint, model_dataset, uses_metadata
 from skinlesion.model.device import memory_format, select_device
-from skinlesion.model.inference import predict
+from skinlesion.model.inference import predict, unknown_scores
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,9 @@ def main() -> None:
         "temperature": temperature,
         "metadata": uses_metadata(info),
     }
+    if "unknown_threshold" in info:  # test images are all of known classes: the share called unknown wrongly
+        report["unknown_rate"] = float((unknown_scores(probabilities) > info["unknown_threshold"]).mean())
+        model_info["unknown_threshold"] = info["unknown_threshold"]
     write_json(args.metrics, {"test": report, "model": model_info})
     with atomic_file(args.predictions) as tmp:
         predictions_table(manifest, probabilities, classes).to_csv(tmp, index=False)

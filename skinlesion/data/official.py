@@ -1,10 +1,13 @@
-"""Bring the official ISIC 2019 training files into the repository as DVC imports.
+"""Bring the official ISIC 2019 files into the repository as DVC imports.
 
     skinlesion import-isic --out data/isic2019
+    skinlesion import-isic --test --out data/isic2019-test
 
-runs `dvc import-url` for the image zip and the two CSVs (so DVC records where they came
-from and `dvc update` can refresh them), then checks the CSVs' md5 against the official
-release's. Commit the `.dvc` files it writes. Needs network the first time only.
+runs `dvc import-url` for the training image zip and the two CSVs (so DVC records where they
+came from and `dvc update` can refresh them), then checks the CSVs' md5 against the official
+release's. With --test: the test images (`ISIC_2019_Test_Input.zip`, 8,238 images, some of
+none of the eight classes) and their metadata, and the test ground truth where the server
+has it. Commit the `.dvc` files it writes. Needs network the first time only.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from skinlesion.errors import DataError
 log = logging.getLogger(__name__)
 
 OFFICIAL_URL = "https://isic-challenge-data.s3.amazonaws.com/2019"
+TEST_IMAGE_ZIP = "ISIC_2019_Test_Input.zip"
+TEST_METADATA_CSV = "ISIC_2019_Test_Metadata.csv"  # image, age_approx, anatom_site_general, sex
+TEST_GROUND_TRUTH_CSV = "ISIC_2019_Test_GroundTruth.csv"
 # md5 of the official CSVs (the 9 GB zip is checked by DVC's own hashing, not here)
 OFFICIAL_MD5 = {GROUND_TRUTH_CSV: "2c02bdcc6e7f36d355f4f86b210595ae", METADATA_CSV: "8ca5fdef200ffd8579f48c823b504f7e"}
 
@@ -44,9 +50,30 @@ def verify_labels(folder: Path) -> None:
             )
 
 
+def _import_url(base_url: str, name: str, out: Path, check: bool = True) -> bool:
+    """`dvc import-url` of `base_url/name` to `out/name`; whether it worked."""
+    log.info("importing %s/%s", base_url, name)
+    command = [sys.executable, "-m", "dvc", "import-url", f"{base_url}/{name}", str(out / name)]
+    return subprocess.run(command, check=check).returncode == 0
+
+
 def import_files(base_url: str, out: Path) -> None:
-    """`dvc import-url` each official file from `base_url` into `out`."""
+    """`dvc import-url` each official training file from `base_url` into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     for name in (GROUND_TRUTH_CSV, METADATA_CSV, IMAGE_ZIP):
-        log.info("importing %s/%s", base_url, name)
-        subprocess.run([sys.executable, "-m", "dvc", "import-url", f"{base_url}/{name}", str(out / name)], check=True)
+        _import_url(base_url, name, out)
+
+
+def import_test_files(base_url: str, out: Path) -> None:
+    """`dvc import-url` the official test images and metadata from `base_url` into `out`, and
+    the test ground truth if `base_url` serves it (a warning if not)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (TEST_METADATA_CSV, TEST_IMAGE_ZIP):
+        _import_url(base_url, name, out)
+    if not _import_url(base_url, TEST_GROUND_TRUTH_CSV, out, check=False):
+        log.warning(
+            "%s/%s could not be imported (see dvc's message above): the test images and metadata are; "
+            "score the submission on the challenge's site instead",
+            base_url,
+            TEST_GROUND_TRUTH_CSV,
+        )

@@ -34,7 +34,14 @@ from skinlesion.evaluation.metrics import balanced_accuracy
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, model_dataset, save_checkpoint
 from skinlesion.model.device import autocast_dtype, compile_model, configure_backends, memory_format, select_device
-from skinlesion.model.inference import fit_temperature, forward, predict
+from skinlesion.model.inference import (
+    KEEP_KNOWN,
+    fit_temperature,
+    forward,
+    predict,
+    unknown_scores,
+    unknown_threshold,
+)
 from skinlesion.training.distributed import World, cuda_device, gather, share_buffers
 from skinlesion.training.optim import make_criterion, make_optimizer, make_scaler
 from skinlesion.training.params import TrainingParams, TrainRun
@@ -371,28 +378,38 @@ def fit(
         if stop:
             log.info("early stop after epoch %d: no better val balanced accuracy since epoch %d", epoch, best["epoch"])
             break
-    if settings.calibration == "temperature" and world.main:
-        best = {**best, "temperature": calibrate(model_path, prepared_dir, trainer.device, settings.batch_size)}
+    if world.main:
+        best = {**best, **finish_model(model_path, prepared_dir, trainer.device, settings)}
         live.summary["best"] = best
     return best
 
 
-def calibrate(model_path: Path, prepared_dir: Path, device: torch.device, batch_size: int) -> float:
-    """Fit the temperature of the best epoch's model on the whole validation split, and add it
-    to the model file. Returns it."""
+def finish_model(model_path: Path, prepared_dir: Path, device: torch.device, settings: TrainingParams) -> dict:
+    """After the best epoch is chosen, on the whole validation split: fit the temperature (with
+    `calibration: temperature`) and then the unknown threshold, and add both to the model file.
+    Returns them."""
     model, info = load_checkpoint(model_path)
     model = model.to(device, memory_format=memory_format(device))
     val_set = model_dataset(prepared_dir / "val.npy", read_manifest(prepared_dir / "val.csv"), info)
-    log_probabilities, y_true, loss = predict(model, DataLoader(val_set, batch_size=batch_size), device)
-    temperature = fit_temperature(torch.from_numpy(log_probabilities), torch.from_numpy(y_true))
-    save_checkpoint(model_path, model, **{**info, "temperature": temperature})
+    log_probabilities, y_true, loss = predict(model, DataLoader(val_set, batch_size=settings.batch_size), device)
+    fitted = {}
+    if settings.calibration == "temperature":
+        fitted["temperature"] = fit_temperature(torch.from_numpy(log_probabilities), torch.from_numpy(y_true))
+        log.info(
+            "calibration: temperature %.3f fitted on %d validation images (NLL %.4f at T = 1)",
+            fitted["temperature"],
+            len(y_true),
+            loss,
+        )
+        log_probabilities = torch.log_softmax(torch.from_numpy(log_probabilities) / fitted["temperature"], 1).numpy()
+    fitted["unknown_threshold"] = unknown_threshold(unknown_scores(np.exp(log_probabilities)))
     log.info(
-        "calibration: temperature %.3f fitted on %d validation images (NLL %.4f at T = 1)",
-        temperature,
-        len(y_true),
-        loss,
+        "unknown threshold %.4f: %.0f%% of the validation images score at or below it",
+        fitted["unknown_threshold"],
+        100 * KEEP_KNOWN,
     )
-    return temperature
+    save_checkpoint(model_path, model, **{**info, **fitted})
+    return fitted
 
 
 def _save_model(path: Path, net: nn.Module, params: TrainRun, best: dict) -> None:

@@ -145,6 +145,29 @@ def stages_run(output: str) -> list[str]:
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
 
 
+@pytest.fixture(scope="session")
+def built_tiny(tmp_path_factory) -> Path:
+    """The tiny pipeline run once for the whole session; tests take copies (copy_built)."""
+    repo = copy_repo(tmp_path_factory.mktemp("tiny") / "repo", TINY)
+    run_dvc("repro", cwd=repo)
+    return repo
+
+
+def copy_built(built: Path, target: Path, *, untrained: bool = False) -> Path:
+    """A copy of the built repository `built` (git history, DVC cache and run cache, outputs),
+    without DVC's per-machine state under .dvc/tmp; `untrained`: without train's persistent
+    outputs either (model, training state, curves), as before a first training."""
+
+    def machine_state(folder: str, names: list[str]) -> list[str]:
+        return ["tmp"] if Path(folder).name == ".dvc" else []
+
+    shutil.copytree(built, target, symlinks=True, ignore=machine_state)
+    if untrained:
+        shutil.rmtree(target / "models")
+        shutil.rmtree(target / "dvclive")
+    return target
+
+
 def copy_repo(root: Path, overrides: dict) -> Path:
     """A git+DVC copy of the project's tracked and untracked-but-not-ignored files."""
     files = subprocess.run(

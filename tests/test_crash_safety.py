@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, TINY, copy_repo, run_dvc, stages_run
+from conftest import REPO, copy_built, run_dvc, stages_run
 
 # (stage, N): killed just before the N-th move of a finished output to its final name;
 # N = 2 leaves the first output complete and the rest unwritten
@@ -28,11 +28,9 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
+def finished(built_tiny) -> Path:
     """The tiny pipeline run once without interruption."""
-    repo = copy_repo(tmp_path_factory.mktemp("crash") / "repo", TINY)
-    run_dvc("repro", cwd=repo)
-    return repo
+    return built_tiny
 
 
 def _digests(path: Path) -> dict[str, str] | None:
@@ -60,7 +58,7 @@ def _forget_cached_outputs(repo: Path, stage: str) -> None:
 @pytest.mark.parametrize(("stage", "rename"), CASES, ids=[f"{stage}-before-move-{n}" for stage, n in CASES])
 def test_a_killed_stage_leaves_no_complete_looking_output_and_reruns_identically(finished, tmp_path, stage, rename):
     repo = tmp_path / "repo"
-    shutil.copytree(finished, repo, symlinks=True)
+    copy_built(finished, repo)
     _forget_cached_outputs(repo, stage)
     outputs = _outputs(repo, stage)
     expected = {path: _digests(finished / path) for path in outputs}

@@ -1,8 +1,6 @@
 """The whole pipeline through the real dvc CLI, on a tiny copy of the repository."""
 
 import csv
-import functools
-import http.server
 import io
 import json
 import os
@@ -10,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -19,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ALL_STAGES, TINY, copy_repo, run_command, run_dvc, stages_run, write_params
+from conftest import ALL_STAGES, TINY, copy_repo, run_command, run_dvc, serve_folder, stages_run, write_params
 from PIL import Image
 
 from skinlesion.data.arrays import read_manifest
@@ -56,6 +53,7 @@ def test_repro_experiments_and_metrics(repo):
     } == expected  # one right per class that has one
     assert any("_wrong_" in name for name in overlays)
     report = json.loads((repo / "metrics" / "eval.json").read_text())["test"]
+    assert 0 <= report["unknown_rate"] <= 1  # test images called unknown by the model's threshold
     assert 0 <= report["balanced_accuracy"] <= 1 and set(report["per_class"]) == {
         "MEL",
         "NV",
@@ -105,18 +103,13 @@ def isic_server(tmp_path, shared_data):
     with zipfile.ZipFile(served / "ISIC_2019_Training_Input.zip", "w") as archive:
         for jpg in sorted((mini / "ISIC_2019_Training_Input").glob("*.jpg")):
             archive.write(jpg, f"ISIC_2019_Training_Input/{jpg.name}")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    thread.join()
+    with serve_folder(served) as url:
+        yield url
 
 
 @pytest.mark.slow
 def test_import_url_then_repro_on_real_isic_images(tmp_path, isic_server):
-    """dvc import-url of the zip and CSVs from a local server, then the whole pipeline on them."""
+    """dvc import-url of the zip and CSVs from a local server, then prepare-split on them."""
     overrides = {
         **TINY,
         "data": {"root": "data/isic2019"},
@@ -143,16 +136,12 @@ def test_import_url_then_repro_on_real_isic_images(tmp_path, isic_server):
         assert (repo / "data" / "isic2019" / f"{name}.dvc").is_file(), name
     assert "frozen: true" in (repo / "data" / "isic2019" / "ISIC_2019_Training_Input.zip.dvc").read_text()
 
-    assert "prepare-split" in stages_run(run_dvc("repro", cwd=repo))
+    # the real images through prepare-split, read from the imported zip (the whole pipeline on
+    # real images: test_queued_experiments_with_every_option_on_real_images_from_a_fresh_clone)
+    assert stages_run(run_dvc("repro", "prepare-split", cwd=repo)) == ["prepare-split"]
     counts = json.loads((repo / "metrics" / "data.json").read_text())
     assert sum(counts[name]["total"] for name in ("train", "val", "test")) == 70
-    assert json.loads((repo / "metrics" / "oversample.json").read_text())["after"] == dict.fromkeys(
-        ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"], 8
-    )
-    overlays = sorted((repo / "plots" / "gradcam").glob("*.png"))
-    assert 1 <= len(overlays) <= 16 and all(path.stem.split("_", 2)[2].startswith("ISIC_00") for path in overlays)
-    assert json.loads((repo / "metrics" / "eval.json").read_text())["test"]["images"] == counts["test"]["total"]
-    assert stages_run(run_dvc("repro", cwd=repo)) == []
+    assert stages_run(run_dvc("repro", "prepare-split", cwd=repo)) == []
 
 
 def _chromium() -> str | None:
@@ -202,20 +191,6 @@ def test_plots_page_renders_offline(repo, tmp_path):
     assert pixels.std() > 10  # not a blank page
 
 
-@pytest.mark.slow
-def test_exp_run_on_an_absolute_data_root_outside_the_repository(tmp_path, shared_data):
-    """dvc exp run -S data.root=/abs/path reruns from prepare-split on the real images there."""
-    mini = (shared_data / "isic2019-mini").resolve()
-    repo = copy_repo(
-        tmp_path / "repo", {**TINY, "sampling": {"majority_target": 8, "minority_target": 8, "kmeans_clusters": 2}}
-    )
-    ran = stages_run(run_dvc("exp", "run", "-S", f"data.root={mini}", cwd=repo))
-    assert "prepare-split" in ran and "make-sample" in ran  # make-sample is still a stage of the pipeline
-    counts = json.loads((repo / "metrics" / "data.json").read_text())
-    assert sum(counts[name]["total"] for name in ("train", "val", "test")) == 70
-    assert str(mini) in (repo / "dvc.lock").read_text()
-
-
 def dev_subset(shared_data: Path, folder: Path, per_class: int) -> Path:
     """An ISIC-layout folder with up to `per_class` images of each class of the real dev set."""
     dev = shared_data / "isic2019-dev"
@@ -229,48 +204,6 @@ def dev_subset(shared_data: Path, folder: Path, per_class: int) -> Path:
     metadata = pd.read_csv(dev / "ISIC_2019_Training_Metadata.csv")
     metadata[metadata["image"].isin(chosen["image"])].to_csv(folder / "ISIC_2019_Training_Metadata.csv", index=False)
     return folder
-
-
-@pytest.mark.slow
-def test_every_option_past_the_recipe_at_once_on_real_images(tmp_path, shared_data):
-    """Metadata fusion, TTA, temperature scaling, hairs and frames together, through dvc exp
-    run -S, on a few hundred real dermoscopy images of the dev set (their metadata has gaps)."""
-    root = dev_subset(shared_data, tmp_path / "dev", per_class=40)
-    repo = copy_repo(tmp_path / "repo", {**TINY, "sampling": {"majority_target": 40, "minority_target": 20}})
-    options = {
-        "model.use_metadata": "true",
-        "evaluate.tta": "dihedral",
-        "training.calibration": "temperature",
-        "augmentation.hair": "0.5",
-        "augmentation.frame": "0.5",
-    }
-    flags = [arg for key, value in options.items() for arg in ("-S", f"{key}={value}")]
-    ran = stages_run(run_dvc("exp", "run", "-S", f"data.root={root}", *flags, cwd=repo))
-    assert ran[-3:] == ["train", "evaluate", "gradcam"]
-    report = json.loads((repo / "metrics" / "eval.json").read_text())
-    assert report["test"]["tta"] == "dihedral" and report["model"]["temperature"] > 0
-    assert report["model"]["metadata"] is True
-    assert report["test"]["images"] > 20 and 0 <= report["test"]["balanced_accuracy"] <= 1
-    probabilities = pd.read_csv(repo / "eval" / "predictions.csv").filter(like="p_")
-    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
-    assert list((repo / "plots" / "gradcam").glob("*.png"))
-    # every training row, copies included, carries its source image's metadata, gaps as gaps
-    official = pd.read_csv(root / "ISIC_2019_Training_Metadata.csv", dtype=str, keep_default_na=False)
-    official = check_metadata(official, "official").set_index(official["image"])
-    balanced = read_manifest(repo / "data" / "balanced" / "train.csv")
-    assert balanced["augmented"].any() and (balanced["anatom_site_general"] == "").any()
-    assert balanced[list(FIELDS)].equals(official.loc[balanced["source_image"]].reset_index(drop=True))
-
-
-@pytest.mark.slow
-def test_same_inputs_give_byte_identical_outputs(repo):
-    """On CPU, rerunning every stage with the same params and seeds changes no output byte:
-    every hash in dvc.lock (arrays, manifests, the model) and the metrics stay the same."""
-    run_dvc("repro", cwd=repo)
-    lock, metrics = (repo / "dvc.lock").read_text(), (repo / "metrics" / "eval.json").read_text()
-    assert len(stages_run(run_dvc("repro", "--force", cwd=repo))) == 7
-    assert (repo / "dvc.lock").read_text() == lock
-    assert (repo / "metrics" / "eval.json").read_text() == metrics
 
 
 def run_queue(repo: Path, timeout: float = 600) -> str:
@@ -306,21 +239,50 @@ def test_queued_experiments_compare_and_apply(repo):
 
 
 @pytest.mark.slow
-def test_two_queued_experiments_on_a_real_data_root_from_a_fresh_clone(repo, tmp_path, shared_data):
-    """A fresh clone's dvc.lock points at sample outputs it never had; the first experiment on
-    a real data root fills the run cache, the second restores prepare-split from it, and both
-    must succeed (with a folder output, the second failed: 'failed to load directory')."""
+def test_queued_experiments_with_every_option_on_real_images_from_a_fresh_clone(repo, tmp_path, shared_data):
+    """Two experiments queued in a fresh clone, on an absolute data root outside the repository:
+    a few hundred real dev-set images, whose metadata has gaps. The clone's dvc.lock points at
+    sample outputs it never had; the first experiment fills the run cache, the second restores
+    prepare-split from it, and both must succeed (with a folder output, the second failed:
+    'failed to load directory'). The first turns on every option past the recipe: metadata
+    fusion, TTA, temperature scaling, hairs and frames."""
     run_dvc("repro", cwd=repo)
     run_command("git", "add", "-A", cwd=repo)
     run_command("git", "commit", "-qm", "lock of the sample run", "--allow-empty", cwd=repo)
     clone = tmp_path / "clone"
     run_command("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)
-    mini = f"data.root={(shared_data / 'isic2019-mini').resolve()}"
-    small = ["-S", "sampling.majority_target=8", "-S", "sampling.minority_target=8", "-S", "sampling.kmeans_clusters=2"]
-    for rate in ("0.001", "0.0003"):
-        run_dvc("exp", "run", "--queue", "-S", mini, *small, "-S", f"training.learning_rate={rate}", cwd=clone)
+    root = dev_subset(shared_data, tmp_path / "dev", per_class=25).resolve()
+    real = {"data.root": str(root), "sampling.majority_target": "25", "sampling.minority_target": "15"}
+    options = {
+        "model.use_metadata": "true",
+        "evaluate.tta": "dihedral",
+        "training.calibration": "temperature",
+        "augmentation.hair": "0.5",
+        "augmentation.frame": "0.5",
+    }
+    for name, settings in (("options", {**real, **options}), ("plain", {**real, "training.learning_rate": "0.0003"})):
+        flags = [arg for key, value in settings.items() for arg in ("-S", f"{key}={value}")]
+        run_dvc("exp", "run", "--queue", "--name", name, *flags, cwd=clone)
     status = run_queue(clone)
     assert status.count("Success") == 2 and "Failed" not in status, status
+
+    run_dvc("exp", "apply", "options", cwd=clone)
+    assert str(root) in (clone / "dvc.lock").read_text()
+    counts = json.loads((clone / "metrics" / "data.json").read_text())
+    assert sum(counts[split]["total"] for split in ("train", "val", "test")) == len(list(root.glob("*/*.jpg")))
+    report = json.loads((clone / "metrics" / "eval.json").read_text())
+    assert report["test"]["tta"] == "dihedral" and report["model"]["temperature"] > 0
+    assert report["model"]["metadata"] is True
+    assert report["test"]["images"] > 20 and 0 <= report["test"]["balanced_accuracy"] <= 1
+    probabilities = pd.read_csv(clone / "eval" / "predictions.csv").filter(like="p_")
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+    assert list((clone / "plots" / "gradcam").glob("*.png"))
+    # every training row, copies included, carries its source image's metadata, gaps as gaps
+    official = pd.read_csv(root / "ISIC_2019_Training_Metadata.csv", dtype=str, keep_default_na=False)
+    official = check_metadata(official, "official").set_index(official["image"])
+    balanced = read_manifest(clone / "data" / "balanced" / "train.csv")
+    assert balanced["augmented"].any() and (balanced["anatom_site_general"] == "").any()
+    assert balanced[list(FIELDS)].equals(official.loc[balanced["source_image"]].reset_index(drop=True))
 
 
 def _named(tree, name: str):
@@ -339,18 +301,18 @@ def test_a_profile_runs_as_an_experiment_beside_the_workspace_run(repo):
     """`skinlesion run-profile NAME` shows in dvc exp show with the profile's params, and leaves
     params.yaml and the rest of the workspace unchanged."""
     run_dvc("repro", cwd=repo)
-    # a seed no other test trains with, so train really runs instead of coming from the run cache
-    (repo / "profiles" / "tiny.yaml").write_text("training:\n  seed: 3\nevaluate:\n  bootstrap_resamples: 50\n")
+    # an evaluate param only: the experiment reruns evaluate and takes the rest from the cache
+    (repo / "profiles" / "tiny.yaml").write_text("evaluate:\n  bootstrap_resamples: 50\n")
     run_command("git", "add", "-A", cwd=repo)
     run_command("git", "commit", "-qm", "tiny profile", cwd=repo)
     params_before = (repo / "params.yaml").read_text()
     output = run_command(sys.executable, "-m", "skinlesion", "run-profile", "tiny", cwd=repo)
-    assert "Running stage 'train'" in output and "Running stage 'prepare-split'" not in output
+    assert "Running stage 'evaluate'" in output and "Running stage 'train'" not in output
     assert run_command("git", "status", "--porcelain", cwd=repo).strip() == ""
     assert (repo / "params.yaml").read_text() == params_before
     experiment = _named(json.loads(run_dvc("exp", "show", "--json", cwd=repo)), "tiny")
     params = experiment["data"]["params"]["params.yaml"]["data"]
-    assert params["training"]["seed"] == 3 and params["evaluate"]["bootstrap_resamples"] == 50
+    assert params["evaluate"]["bootstrap_resamples"] == 50
     assert "test" in experiment["data"]["metrics"]["metrics/eval.json"]["data"]
     (repo / "profiles" / "typo.yaml").write_text("training:\n  epohcs: 2\n")
     typo = subprocess.run(

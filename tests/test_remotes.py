@@ -7,16 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY, copy_repo, run_command, run_dvc, stages_run
+from conftest import copy_built, run_command, run_dvc, stages_run
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory) -> Path:
+def pipeline(built_tiny, tmp_path_factory) -> Path:
     """A tiny project whose pipeline has run and whose results are committed."""
-    repo = copy_repo(tmp_path_factory.mktemp("remotes") / "origin", TINY)
-    run_dvc("repro", cwd=repo)
+    repo = copy_built(built_tiny, tmp_path_factory.mktemp("remotes") / "origin")
     run_command("git", "add", "-A", cwd=repo)
     run_command("git", "commit", "-qm", "results", cwd=repo)
     return repo

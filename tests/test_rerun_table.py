@@ -4,7 +4,7 @@ import re
 
 import pytest
 import yaml
-from conftest import REPO, TINY, copy_repo, run_dvc
+from conftest import REPO, copy_built, run_dvc
 
 from skinlesion.schema import ParamsFile
 
@@ -32,10 +32,8 @@ def readme_rows() -> dict[str, set[str]]:
 
 
 @pytest.fixture(scope="module")
-def ran_repo(tmp_path_factory):
-    repo = copy_repo(tmp_path_factory.mktemp("rerun") / "repo", TINY)
-    run_dvc("repro", cwd=repo)
-    return repo
+def ran_repo(built_tiny, tmp_path_factory):
+    return copy_built(built_tiny, tmp_path_factory.mktemp("rerun") / "repo")
 
 
 def test_the_table_and_this_test_cover_the_same_params():

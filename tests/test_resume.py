@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, copy_repo, run_dvc, stages_run
+from conftest import TINY, copy_built, run_dvc, stages_run, write_params
 
 
 def _saved_epoch(path: Path) -> int:
@@ -22,11 +22,12 @@ def _saved_epoch(path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_killed_training_resumes_from_its_last_epoch(tmp_path):
+def test_killed_training_resumes_from_its_last_epoch(built_tiny, tmp_path):
     # a learning rate too small to improve anything: the best epoch stays 0, so the resumed run
     # must keep the model saved before the kill
-    repo = copy_repo(tmp_path / "repo", {**TINY, "training": {"epochs": 4, "num_workers": 0, "learning_rate": 1e-12}})
-    run_dvc("repro", "augment-oversample", cwd=repo)
+    repo = copy_built(built_tiny, tmp_path / "repo", untrained=True)
+    (repo / "metrics" / "eval.json").unlink()  # evaluate must not run until training has finished
+    write_params(repo, {**TINY, "training": {"epochs": 4, "num_workers": 0, "learning_rate": 1e-12}})
     env = {
         **os.environ,
         "DVC_NO_ANALYTICS": "1",

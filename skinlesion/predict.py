@@ -172,6 +172,14 @@ def predict_files(
     return results
 
 
+def check_submission(info: dict) -> None:
+    """Raise DataError unless the model in `info` can write a submission (run before predicting)."""
+    if "unknown_threshold" not in info:
+        raise DataError("the model file has no unknown threshold (it predates it): retrain it to write a submission")
+    if sorted(info["classes"]) != sorted(CLASSES):
+        raise DataError(f"a submission needs the classes {list(CLASSES)}; the model predicts {info['classes']}")
+
+
 def write_submission(path: Path, results: list[dict], info: dict) -> int:
     """The ISIC 2019 submission CSV of predict_files' `results` (one row per image read, named
     after its file without extension; header GROUND_TRUTH_COLUMNS: image, MEL, ..., SCC, UNK).
@@ -179,10 +187,7 @@ def write_submission(path: Path, results: list[dict], info: dict) -> int:
     probability and t = 1 - the model's unknown threshold: it is the row's largest value
     exactly when the unknown score calls the image unknown, and it ranks images as the score
     does. Returns the number of rows."""
-    if "unknown_threshold" not in info:
-        raise DataError("the model file has no unknown threshold (it predates it): retrain it to write a submission")
-    if sorted(info["classes"]) != sorted(CLASSES):
-        raise DataError(f"a submission needs the classes {list(CLASSES)}; the model predicts {info['classes']}")
+    check_submission(info)
     read = [result for result in results if "probabilities" in result]
     probabilities = np.array([result["probabilities"] for result in read]).reshape(len(read), len(CLASSES))
     table = pd.DataFrame(probabilities, columns=info["classes"])[list(CLASSES)]
@@ -270,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
     device = select_device(args.device)
     model, info = load_checkpoint(args.model)
     model = model.to(device, memory_format=memory_format(device))
+    if args.isic_submission:
+        check_submission(info)
     images = expand_inputs(args.images)
     metadata = image_metadata(images, args, info)
     if args.cam:

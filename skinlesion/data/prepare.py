@@ -10,6 +10,7 @@ import functools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -77,9 +78,15 @@ def decode_all(
         _init_worker(source, decode)
         yield from map(_decode, images)
         return
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(source, decode)) as pool:
+    context = multiprocessing.get_context("fork")
+    executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(source, decode))
+    try:
         # results come back in order and are written out as they arrive
-        yield from pool.imap(_decode, images, chunksize=16)
+        yield from executor.map(_decode, images, chunksize=16)
+    finally:
+        # when the caller stops early (a bad image), what has not started is cancelled; a
+        # multiprocessing.Pool's terminate() could hang here, its workers gone
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def assign_rows(labels: pd.DataFrame, split: pd.Series) -> pd.DataFrame:

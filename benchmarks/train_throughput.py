@@ -55,21 +55,9 @@ from skinlesion.model.device import compile_model, configure_backends, memory_fo
 from skinlesion.training.loop import Trainer, train_one_epoch
 from skinlesion.training.optim import make_optimizer, make_scaler
 from skinlesion.training.params import TrainingParams, TrainRun
-from skinlesion.transforms.augment import AugmentationParams, train_transform
+from skinlesion.transforms.augment import train_transform
 from skinlesion.transforms.batched import BatchAugment
 from skinlesion.transforms.normalize import normalize
-
-AUGMENT = AugmentationParams(
-    rotation_range=30,
-    h_flip=True,
-    v_flip=True,
-    color_jitter=(0.2, 0.2, 0.2, 0.1),
-    crop_scale=(0.8, 1.0),
-    seed=0,
-    hair=0.0,
-    frame=0.0,
-    real_images="augment",
-)
 
 
 class JpegDataset(Dataset):
@@ -282,7 +270,10 @@ def main() -> None:
             persistent_workers=args.baseline_workers > 0,
             **common,
         )
-        augment = BatchAugment(AUGMENT, args.size).to(device) if args.augment_on == "device" else None
+        params = load_params(TrainRun)
+        # the published augmentation of params.yaml, every image augmented alike (as on the device)
+        augmentation = params.augmentation.model_copy(update={"real_images": "augment"})
+        augment = BatchAugment(augmentation, args.size).to(device) if args.augment_on == "device" else None
         changes = dict(
             precision=args.precision,
             augment_on=args.augment_on,
@@ -290,9 +281,9 @@ def main() -> None:
             learning_rate=1e-4,
             grad_clip_norm=0.0,
         )
-        settings = load_params(TrainRun).training.model_copy(update=changes)
+        settings = params.training.model_copy(update=changes)
         project_set = ImageArrayDataset(
-            array_path, manifest, v2.Identity() if augment else train_transform(params=AUGMENT, size=args.size)
+            array_path, manifest, v2.Identity() if augment else train_transform(params=augmentation, size=args.size)
         )
         project_loader = DataLoader(
             project_set, num_workers=args.workers, persistent_workers=args.workers > 0, **common

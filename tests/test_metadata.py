@@ -12,7 +12,7 @@ from PIL import Image
 
 from skinlesion.classes import CLASSES
 from skinlesion.data.isic import METADATA_CSV, read_labels
-from skinlesion.data.metadata import FEATURES, FIELDS, SITES, check_metadata, encode_metadata, missing_metadata
+from skinlesion.data.metadata import FEATURES, FIELDS, SITES, check_metadata, encode_metadata
 from skinlesion.errors import DataError
 from skinlesion.evaluation.gradcam import GradCAM
 from skinlesion.model.architectures import MetadataFusion, build_model, cam_layer
@@ -23,6 +23,11 @@ from skinlesion.model.inference import log_probabilities
 def _frame(*rows: tuple[str, str, str, str]) -> pd.DataFrame:
     """Rows of (image, age_approx, anatom_site_general, sex), as the official CSV holds them."""
     return pd.DataFrame(rows, columns=["image", *FIELDS])
+
+
+def missing_metadata(count: int) -> np.ndarray:
+    """The metadata input of `count` images of which nothing is known."""
+    return encode_metadata(pd.DataFrame({field: [""] * count for field in FIELDS}), "no metadata")
 
 
 def test_gaps_stay_missing_and_values_are_normalised():

@@ -87,8 +87,3 @@ def encode_metadata(frame: pd.DataFrame, where: str) -> np.ndarray:
         for k, choice in enumerate((*choices, "")):  # the last entry is the missing flag
             encoded[column == choice, offset + k] = 1
     return encoded
-
-
-def missing_metadata(count: int) -> np.ndarray:
-    """The metadata input of `count` images of which nothing is known."""
-    return encode_metadata(pd.DataFrame({field: [""] * count for field in FIELDS}), "no metadata")

@@ -12,12 +12,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from skinlesion.classes import CLASSES
+from skinlesion.cores import available_cores
 from skinlesion.transforms.augment import AugmentationParams
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (`-n auto`, pyproject.toml), split the cores between the workers:
+    torch in every worker, and in the stages they start, would otherwise spin threads on all
+    of them, and workers slow each other several-fold."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, available_cores() // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

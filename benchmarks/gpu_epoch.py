@@ -20,6 +20,7 @@ from benchmarks.train_throughput import make_data
 from skinlesion.config import load_params
 from skinlesion.cores import available_cores
 from skinlesion.data.arrays import write_manifest
+from skinlesion.data.folds import FoldData
 from skinlesion.training.live import MemoryLive
 from skinlesion.training.loop import fit
 from skinlesion.training.params import TrainRun
@@ -44,13 +45,12 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        _, _, array_path, manifest = make_data(work, args.images, args.size, args.workers)
+        _, _, _, manifest = make_data(work, args.images, args.size, args.workers)
         write_manifest(manifest, work / "train.csv")
-        (work / "val.npy").symlink_to(array_path)
-        write_manifest(manifest.head(args.val_images), work / "val.csv")
+        data = FoldData(work, work / "train.csv", manifest.head(args.val_images), "the first training images")
         live = MemoryLive()
         start = time.perf_counter()
-        best = fit(params, work, work, work / "model.pt", live)
+        best = fit(params, data, work / "model.pt", live)
         seconds = time.perf_counter() - start
     report = {
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",

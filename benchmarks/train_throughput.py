@@ -283,7 +283,9 @@ def main() -> None:
         )
         settings = params.training.model_copy(update=changes)
         project_set = ImageArrayDataset(
-            array_path, manifest, v2.Identity() if augment else train_transform(params=augmentation, size=args.size)
+            array_path.parent,
+            manifest,
+            v2.Identity() if augment else train_transform(params=augmentation, size=args.size),
         )
         project_loader = DataLoader(
             project_set, num_workers=args.workers, persistent_workers=args.workers > 0, **common

@@ -36,7 +36,8 @@ from benchmarks.real_data import BUDGETS
 from skinlesion.classes import CLASSES
 from skinlesion.config import parse_params
 from skinlesion.cores import available_cores
-from skinlesion.data.arrays import open_images, write_manifest
+from skinlesion.data.arrays import ManifestImages, write_manifest
+from skinlesion.data.folds import FoldData
 from skinlesion.data.isic import ImageSource, read_labels
 from skinlesion.data.prepare import PrepareRun, assign_rows, write_split_arrays
 from skinlesion.data.split import split_by_lesion
@@ -65,23 +66,21 @@ def held_out_run(manifest, prepared: Path, held: str, params: dict, folder: Path
     """Train without class `held` (in `folder`) and score the unknown score on the test split."""
     folder.mkdir()
     train_run, sampling = parse_params(TrainRun, params), parse_params(UndersampleRun, params).sampling
-    for name in ("train.npy", "val.npy"):
-        (folder / name).symlink_to(prepared / name)
     known = manifest[manifest["label"] != held]
-    for split in ("train", "val"):
-        write_manifest(known[known["split"] == split], folder / f"{split}.csv")
-    kept, _ = undersample(known[known["split"] == "train"], open_images(prepared / "train.npy"), sampling)
+    train, val = (known[known["split"] == split].reset_index(drop=True) for split in ("train", "val"))
+    kept, _ = undersample(train, ManifestImages(prepared, train), sampling)
     targets = {name: count for name, count in sampling.targets().items() if name != held}
     write_manifest(
         balanced_manifest(kept, oversample_plan(kept, targets, train_run.augmentation.seed)), folder / "balanced.csv"
     )
     start = time.perf_counter()
-    best = fit(train_run, folder / "balanced.csv", folder, folder / "model.pt", MemoryLive())
+    data = FoldData(prepared, folder / "balanced.csv", val, "the val split")
+    best = fit(train_run, data, folder / "model.pt", MemoryLive())
     seconds = time.perf_counter() - start
 
     model, info = load_checkpoint(folder / "model.pt")
     test = manifest[manifest["split"] == "test"].reset_index(drop=True)
-    loader = DataLoader(model_dataset(prepared / "test.npy", test, info), batch_size=64)
+    loader = DataLoader(model_dataset(prepared, test, info, "test split"), batch_size=64)
     log_probabilities, _, _ = predict(model, loader, select_device("cpu"))
     scores = unknown_scores(np.exp(log_probabilities))
     unknown = (test["label"] == held).to_numpy()

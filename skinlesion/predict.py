@@ -34,8 +34,7 @@ from skinlesion.classes import CLASSES
 from skinlesion.data.images import decode_or_reason, load_image
 from skinlesion.data.metadata import FIELDS, check_metadata, encode_metadata
 from skinlesion.errors import DataError
-from skinlesion.evaluation.gradcam import GradCAM, save_overlays
-from skinlesion.model.architectures import cam_layer
+from skinlesion.evaluation.gradcam import class_maps, maps_note, save_overlays
 from skinlesion.model.checkpoint import input_transform, load_checkpoint, uses_metadata
 from skinlesion.model.device import memory_format, select_device
 from skinlesion.model.inference import TTA, log_probabilities
@@ -121,12 +120,13 @@ def predict_batch(
         probabilities = log_probabilities(model, batch, tta, info.get("temperature", 1.0), inputs).exp().cpu()
     if cam_dir is None:
         return probabilities.numpy()
-    with GradCAM(model, cam_layer(model)) as gradcam:
-        cams, _ = gradcam(batch, probabilities.argmax(dim=1).to(device), inputs)
+    cams = class_maps(model, batch, probabilities.argmax(dim=1).to(device), inputs)
+    note = maps_note(model).removeprefix(", ")
     for image, cam, row, name in zip(images, cams.cpu(), probabilities, names):
         predicted = info["classes"][int(row.argmax())]
         title = f"{name}: {predicted} (p={row.max():.2f})"
-        save_overlays(image, {f"Grad-CAM: {predicted}": cam.numpy()}, title, cam_dir / f"{Path(name).stem}.png")
+        label = f"Grad-CAM: {predicted}" + (f" ({note})" if note else "")
+        save_overlays(image, {label: cam.numpy()}, title, cam_dir / f"{Path(name).stem}.png")
     return probabilities.numpy()
 
 

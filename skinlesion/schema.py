@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field
 
 from skinlesion.config import Section, load_params
+from skinlesion.data.folds import CvParams
 from skinlesion.data.prepare import PrepareParams
 from skinlesion.data.synthetic import SampleParams
 from skinlesion.evaluation.gradcam import GradcamParams
@@ -30,6 +31,7 @@ class ParamsFile(Section):
     data: DataParams
     sample: SampleParams
     prepare: PrepareParams
+    cv: CvParams
     sampling: SamplingParams
     augmentation: AugmentationParams
     model: ModelParams

@@ -1,5 +1,5 @@
-"""Stage augment-oversample: fill every training class below its target with augmented copies
-of its own training images (skinlesion.resampling.oversample).
+"""Stage augment-oversample: fill every training class of a fold below its target with augmented
+copies of its own training images (skinlesion.resampling.oversample).
 
 Writes the balanced manifest (real images, then copies naming their sources; the train stage
 draws each copy afresh every epoch), the counts, and a grid of example copies.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from skinlesion.atomic import atomic_file, write_json
 from skinlesion.config import load_params
-from skinlesion.data.arrays import class_counts, open_images, read_manifest, write_manifest
+from skinlesion.data.arrays import class_counts, read_manifest, write_manifest
 from skinlesion.resampling.oversample import (
     OversampleRun,
     balanced_manifest,
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prepared", type=Path, required=True, help="prepare-split output folder")
+    parser.add_argument("--prepared", type=Path, required=True, help="prepare-split output folder (its arrays)")
     parser.add_argument("--kept", type=Path, required=True, help="kmeans-undersample manifest")
     parser.add_argument("--out", type=Path, required=True, help="CSV for the balanced manifest")
     parser.add_argument("--metrics", type=Path, required=True, help="JSON file for the counts")
@@ -37,7 +37,7 @@ def main() -> None:
 
     kept = read_manifest(args.kept)
     balanced = balanced_manifest(kept, oversample_plan(kept, params.sampling.targets(), params.augmentation.seed))
-    plot_grid(balanced, open_images(args.prepared / "train.npy"), params.augmentation, args.plot)
+    plot_grid(balanced, args.prepared, params.augmentation, args.plot)
     with atomic_file(args.out) as tmp:
         write_manifest(balanced, tmp)
     counts = {"before": class_counts(kept["label"]), "after": class_counts(balanced["label"])}

@@ -5,7 +5,9 @@ and class probabilities to --predictions, which DVC draws as the confusion matri
 one-vs-rest ROC and precision-recall curves and the reliability diagram's data to --curves.
 Probabilities use the model file's temperature (1 when it has none) and evaluate.tta. With the
 model file's unknown threshold, `test.unknown_rate` is the share of test images (all of known
-classes) that the unknown score would call unknown.
+classes) that the unknown score would call unknown. For the fold models' ensemble (cv.folds
+with more than one fold) `test` is the ensemble's, and `cv` holds each fold model's test
+figures, their mean and standard deviation, and the out-of-fold estimate on train+val.
 """
 
 from __future__ import annotations
@@ -21,12 +23,42 @@ from skinlesion.atomic import atomic_dir, atomic_file, write_json
 from skinlesion.classes import CLASSES
 from skinlesion.config import load_params
 from skinlesion.data.arrays import read_manifest
+from skinlesion.evaluation.metrics import classification_report
 from skinlesion.evaluation.report import EvaluateRun, evaluation_report, predictions_table, write_curves
 from skinlesion.model.checkpoint import load_checkpoint, model_dataset, uses_metadata
 from skinlesion.model.device import memory_format, select_device
+from skinlesion.model.ensemble import fold_models
 from skinlesion.model.inference import predict, unknown_scores
 
 log = logging.getLogger(__name__)
+
+
+# the test figures reported for each fold model, and their mean and standard deviation
+FOLD_FIGURES = ("balanced_accuracy", "accuracy", "macro_f1", "macro_auc", "ece")
+
+
+def cross_validation(ensemble, info: dict, loader: DataLoader, device, tta: str, bins: int) -> dict:
+    """Each fold model's test figures (with its temperature and the same TTA), their mean and
+    sample standard deviation over the folds, and the out-of-fold estimate that the ensemble
+    stage measured on train+val (no test image in it)."""
+    folds = {}
+    for fold, (member, member_info) in enumerate(zip(fold_models(ensemble), info["members"])):
+        log_probabilities, y_true, _ = predict(member, loader, device, tta, member_info.get("temperature", 1.0))
+        report = classification_report(y_true, np.exp(log_probabilities), tuple(info["classes"]), bins)
+        folds[str(fold)] = {
+            "test": {name: report[name] for name in FOLD_FIGURES},
+            "epoch": member_info["epoch"],
+            "val_balanced_accuracy": member_info["val_balanced_accuracy"],
+        }
+    values = {
+        name: [fold["test"][name] for fold in folds.values() if fold["test"][name] is not None] for name in FOLD_FIGURES
+    }
+    return {
+        "folds": folds,
+        "test_mean": {name: float(np.mean(found)) if found else None for name, found in values.items()},
+        "test_std": {name: float(np.std(found, ddof=1)) if len(found) > 1 else None for name, found in values.items()},
+        "out_of_fold": info["out_of_fold"],
+    }
 
 
 def main() -> None:
@@ -44,7 +76,7 @@ def main() -> None:
     model, info = load_checkpoint(args.model, CLASSES)
     model = model.to(device, memory_format=memory_format(device))
     manifest = read_manifest(args.prepared / "test.csv")
-    dataset = model_dataset(args.prepared / "test.npy", manifest, info)
+    dataset = model_dataset(args.prepared, manifest, info, str(args.prepared / "test.csv"))
     loader = DataLoader(dataset, batch_size=params.evaluate.batch_size, pin_memory=device.type == "cuda")
     temperature, tta = info.get("temperature", 1.0), params.evaluate.tta
     log_probabilities, y_true, loss = predict(model, loader, device, tta, temperature)
@@ -52,16 +84,21 @@ def main() -> None:
 
     classes = tuple(info["classes"])
     report = {**evaluation_report(manifest, y_true, probabilities, classes, params.evaluate), "loss": loss, "tta": tta}
-    model_info = {
-        "epoch": info["epoch"],
-        "val_balanced_accuracy": info["val_balanced_accuracy"],
-        "temperature": temperature,
-        "metadata": uses_metadata(info),
-    }
+    if "members" in info:  # the fold models' ensemble: its figures are the headline, each fold's beside them
+        model_info = {"folds": len(info["members"]), "metadata": uses_metadata(info)}
+        metrics = {"cv": cross_validation(model, info, loader, device, tta, params.evaluate.calibration_bins)}
+    else:
+        model_info = {
+            "epoch": info["epoch"],
+            "val_balanced_accuracy": info["val_balanced_accuracy"],
+            "temperature": temperature,
+            "metadata": uses_metadata(info),
+        }
+        metrics = {}
     if "unknown_threshold" in info:  # test images are all of known classes: the share called unknown wrongly
         report["unknown_rate"] = float((unknown_scores(probabilities) > info["unknown_threshold"]).mean())
         model_info["unknown_threshold"] = info["unknown_threshold"]
-    write_json(args.metrics, {"test": report, "model": model_info})
+    write_json(args.metrics, {"test": report, "model": model_info, **metrics})
     with atomic_file(args.predictions) as tmp:
         predictions_table(manifest, probabilities, classes).to_csv(tmp, index=False)
     with atomic_dir(args.curves) as tmp:

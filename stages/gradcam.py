@@ -21,7 +21,6 @@ from skinlesion.classes import CLASSES
 from skinlesion.config import load_params
 from skinlesion.data.arrays import read_manifest
 from skinlesion.evaluation.gradcam import GradcamRun, choose_samples, explain_samples
-from skinlesion.model.architectures import cam_layer
 from skinlesion.model.checkpoint import load_checkpoint, model_dataset
 
 log = logging.getLogger(__name__)
@@ -40,13 +39,13 @@ def main() -> None:
     model, info = load_checkpoint(args.model, CLASSES)
     samples = choose_samples(pd.read_csv(args.predictions), params)
     manifest = read_manifest(args.prepared / "test.csv").set_index("image").loc[samples["image"]].reset_index()
-    dataset = model_dataset(args.prepared / "test.npy", manifest, info)
+    dataset = model_dataset(args.prepared, manifest, info, str(args.prepared / "test.csv"))
     with atomic_dir(args.out) as tmp:
         if len(dataset):
             images = torch.stack([dataset[i][0] for i in range(len(dataset))])
             pixels = [dataset.image(i) for i in range(len(dataset))]
             metadata = dataset.metadata  # None unless the model fuses metadata
-            explain_samples(model, cam_layer(model), images, pixels, samples, list(info["classes"]), tmp, metadata)
+            explain_samples(model, images, pixels, samples, list(info["classes"]), tmp, metadata)
     log.info("wrote %d Grad-CAM overlays to %s", len(samples), args.out)
 
 

@@ -1,5 +1,5 @@
-"""Stage kmeans-undersample: cut every training class above its target down to the target
-with K-Means (skinlesion.resampling.kmeans). Only the training split is read."""
+"""Stage kmeans-undersample: cut every training class of a fold above its target down to the
+target with K-Means (skinlesion.resampling.kmeans). Only the fold's training rows are read."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ from pathlib import Path
 
 from skinlesion.atomic import atomic_file, write_json
 from skinlesion.config import load_params
-from skinlesion.data.arrays import class_counts, open_images, read_manifest, write_manifest
+from skinlesion.data.arrays import ManifestImages, class_counts, read_manifest, write_manifest
+from skinlesion.data.folds import fold_manifests
 from skinlesion.resampling.kmeans import UndersampleRun, plot_clusters, undersample
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prepared", type=Path, required=True, help="prepare-split output folder")
+    parser.add_argument("--prepared", type=Path, required=True, help="prepare-split output folder (its arrays)")
+    parser.add_argument("--folds", type=Path, required=True, help="assign-folds' fold table (CSV)")
+    parser.add_argument("--fold", type=int, required=True, help="the fold whose training rows are undersampled")
     parser.add_argument("--out", type=Path, required=True, help="kept training manifest (CSV)")
     parser.add_argument("--metrics", type=Path, required=True, help="JSON file for counts before and after")
     parser.add_argument("--plot", type=Path, required=True, help="PNG of the clusters")
@@ -23,8 +26,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(UndersampleRun).sampling
 
-    manifest = read_manifest(args.prepared / "train.csv")
-    kept, info = undersample(manifest, open_images(args.prepared / "train.npy"), params)
+    manifest, _ = fold_manifests(read_manifest(args.folds), args.fold, str(args.folds))
+    kept, info = undersample(manifest, ManifestImages(args.prepared, manifest), params)
     plot_clusters(info, args.plot)
     counts = {"before": class_counts(manifest["label"]), "after": class_counts(kept["label"])}
     write_json(args.metrics, counts)

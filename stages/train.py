@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from skinlesion.config import load_params
+from skinlesion.data.folds import FoldData
 from skinlesion.model.device import select_device
 from skinlesion.training.distributed import backend_for, check_world, connect, disconnect, launch, launched_world
 from skinlesion.training.live import MemoryLive
@@ -26,9 +27,9 @@ log = logging.getLogger(__name__)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--balanced", type=Path, required=True, help="augment-oversample's balanced manifest (CSV)")
-    parser.add_argument(
-        "--prepared", type=Path, required=True, help="prepare-split output folder (train and val are read)"
-    )
+    parser.add_argument("--prepared", type=Path, required=True, help="prepare-split output folder (its arrays)")
+    parser.add_argument("--folds", type=Path, required=True, help="assign-folds' fold table (CSV)")
+    parser.add_argument("--fold", type=int, required=True, help="the fold this run validates on")
     parser.add_argument("--model", type=Path, required=True, help="where to write the best checkpoint")
     parser.add_argument("--live", type=Path, required=True, help="DVCLive folder for per-epoch metrics")
     parser.add_argument("--state", type=Path, required=True, help="training state saved after each epoch")
@@ -46,7 +47,8 @@ def main() -> None:
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     from dvclive import Live  # imported here: only rank 0 logs through DVC
 
-    state = load_state(args.state, fingerprint(params, args.balanced, args.prepared))
+    data = FoldData.of_fold(args.prepared, args.balanced, args.folds, args.fold)
+    state = load_state(args.state, fingerprint(params, data))
     # DVCLive keeps the killed run's curves only if the run will really be resumed
     live = (
         Live(str(args.live), dvcyaml=False, save_dvc_exp=False, report=None, resume=state is not None)
@@ -55,7 +57,7 @@ def main() -> None:
     )
     try:
         with live as logger:
-            best = fit(params, args.balanced, args.prepared, args.model, logger, args.state, state, world)
+            best = fit(params, data, args.model, logger, args.state, state, world)
     finally:
         disconnect()
     log.info("best epoch %d: val balanced accuracy %.4f", best["epoch"], best["val_balanced_accuracy"])

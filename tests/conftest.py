@@ -97,9 +97,11 @@ TINY = {
 ALL_STAGES = [
     "make-sample",
     "prepare-split",
-    "kmeans-undersample",
-    "augment-oversample",
-    "train",
+    "assign-folds",
+    "kmeans-undersample@0",
+    "augment-oversample@0",
+    "train@0",
+    "ensemble",
     "evaluate",
     "gradcam",
 ]
@@ -168,8 +170,8 @@ def built_tiny(tmp_path_factory) -> Path:
 
 def copy_built(built: Path, target: Path, *, untrained: bool = False) -> Path:
     """A copy of the built repository `built` (git history, DVC cache and run cache, outputs),
-    without DVC's per-machine state under .dvc/tmp; `untrained`: without train's persistent
-    outputs either (model, training state, curves), as before a first training."""
+    without DVC's per-machine state under .dvc/tmp; `untrained`: without the train stages'
+    persistent outputs either (models, training states, curves), as before a first training."""
 
     def machine_state(folder: str, names: list[str]) -> list[str]:
         return ["tmp"] if Path(folder).name == ".dvc" else []

@@ -24,6 +24,10 @@ TRAIN_ARGS = (
     "balanced.csv",
     "--prepared",
     "prepared",
+    "--folds",
+    "folds.csv",
+    "--fold",
+    "0",
     "--model",
     "model.pt",
     "--live",
@@ -44,12 +48,12 @@ def test_dvc_repro_trains_with_two_gloo_processes_and_evaluate_accepts_the_model
     repo = copy_built(built_tiny, tmp_path / "repo", untrained=True)
     write_params(repo, {**TINY, "training": {"epochs": 2, "num_workers": 0, "processes": 2}})
     output = run_dvc("repro", cwd=repo)
-    assert stages_run(output) == ["train", "evaluate", "gradcam"]
+    assert stages_run(output) == ["train@0", "ensemble", "evaluate", "gradcam"]
     assert "(process 0 of 2)" in output and "(process 1 of 2)" in output
     model, info = load_checkpoint(repo / "models" / "model.pt")
     assert info["arch"] == "densenet121" and 0 <= info["epoch"] <= 1
     assert json.loads((repo / "metrics" / "eval.json").read_text())["test"]["balanced_accuracy"] >= 0
-    with open(repo / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv") as file:
+    with open(repo / "dvclive" / "folds" / "0" / "plots" / "metrics" / "train" / "loss.tsv") as file:
         assert [int(row["step"]) for row in csv.DictReader(file, delimiter="\t")] == [0, 1]  # rank 0 alone logs
     assert "Data and pipelines are up to date" in run_dvc("status", cwd=repo)
 

@@ -35,14 +35,16 @@ def test_repro_experiments_and_metrics(repo):
     for path in [
         "data/prepared/train.npy",
         "data/prepared/test.csv",
-        "data/undersampled/train.csv",
-        "data/balanced/train.csv",
+        "data/folds/assignment.csv",
+        "data/folds/0/kept.csv",
+        "data/folds/0/balanced.csv",
+        "models/folds/0/model.pt",
         "models/model.pt",
         "eval/predictions.csv",
         "eval/curves/reliability.csv",
-        "dvclive/metrics.json",
-        "plots/kmeans/clusters.png",
-        "plots/augment/grid.png",
+        "dvclive/folds/0/metrics.json",
+        "plots/folds/0/kmeans.png",
+        "plots/folds/0/augment.png",
     ]:
         assert (repo / path).is_file(), path
     overlays = {path.name for path in (repo / "plots" / "gradcam").glob("*.png")}
@@ -64,7 +66,8 @@ def test_repro_experiments_and_metrics(repo):
         "VASC",
         "SCC",
     }
-    balanced = json.loads((repo / "metrics" / "oversample.json").read_text())["after"]
+    assert (repo / "models" / "model.pt").read_bytes() == (repo / "models" / "folds" / "0" / "model.pt").read_bytes()
+    balanced = json.loads((repo / "metrics" / "folds" / "0" / "oversample.json").read_text())["after"]
     assert balanced == {"MEL": 24, "NV": 24, "BCC": 12, "AK": 12, "BKL": 12, "DF": 12, "VASC": 12, "SCC": 12}
 
     assert stages_run(run_dvc("repro", cwd=repo)) == []  # nothing changed, nothing runs
@@ -73,7 +76,7 @@ def test_repro_experiments_and_metrics(repo):
 
     write_params(repo, {**TINY, "gradcam": {"correct_per_class": 1, "wrong_per_class": 0}})
     status = run_dvc("status", cwd=repo)
-    assert "gradcam:" in status and "train:" not in status and "evaluate:" not in status
+    assert "gradcam:" in status and "train@0:" not in status and "evaluate:" not in status
     assert stages_run(run_dvc("repro", cwd=repo)) == ["gradcam"]
     assert {path.name for path in (repo / "plots" / "gradcam").glob("*.png")} == {
         name for name in overlays if "_correct_" in name
@@ -83,8 +86,8 @@ def test_repro_experiments_and_metrics(repo):
 
     output = run_dvc("exp", "run", "-S", "training.epochs=2", cwd=repo)
     ran = stages_run(output)  # evaluate and gradcam rerun only if the best checkpoint changed
-    assert ran[0] == "train" and set(ran) <= {"train", "evaluate", "gradcam"}
-    assert json.loads((repo / "dvclive" / "metrics.json").read_text())["step"] == 1  # two epochs: steps 0 and 1
+    assert ran[:2] == ["train@0", "ensemble"] and set(ran) <= {"train@0", "ensemble", "evaluate", "gradcam"}
+    assert json.loads((repo / "dvclive" / "folds" / "0" / "metrics.json").read_text())["step"] == 1  # steps 0, 1
     shown = run_dvc("exp", "show", "--md", cwd=repo)
     assert "training.epochs" in shown and "| 2 " in shown
     diff = run_dvc("metrics", "diff", "--all", cwd=repo)
@@ -307,7 +310,7 @@ def test_a_profile_runs_as_an_experiment_beside_the_workspace_run(repo):
     run_command("git", "commit", "-qm", "tiny profile", cwd=repo)
     params_before = (repo / "params.yaml").read_text()
     output = run_command(sys.executable, "-m", "skinlesion", "run-profile", "tiny", cwd=repo)
-    assert "Running stage 'evaluate'" in output and "Running stage 'train'" not in output
+    assert "Running stage 'evaluate'" in output and "Running stage 'train@0'" not in output
     assert run_command("git", "status", "--porcelain", cwd=repo).strip() == ""
     assert (repo / "params.yaml").read_text() == params_before
     experiment = _named(json.loads(run_dvc("exp", "show", "--json", cwd=repo)), "tiny")

@@ -13,6 +13,8 @@ NEW_VALUES = {
     "data.root": "data/elsewhere",
     "prepare.image_size": 48,
     "prepare.seed": 7,
+    "cv.folds": [0, 1],
+    "cv.seed": 7,
     "sampling.kmeans_clusters": 2,
     "sampling.minority_target": 10,
     "augmentation.rotation_range": 10,
@@ -50,10 +52,19 @@ def test_changing_a_param_marks_exactly_its_stages(ran_repo, key):
         changed[section][name] = NEW_VALUES[key]
         (ran_repo / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
         status = run_dvc("status", cwd=ran_repo)
-        marked = set(re.findall(r"^([\w-]+):$", status, flags=re.M))
+        marked = set(re.findall(r"^([\w@-]+):$", status, flags=re.M))
         assert marked == readme_rows()[key]
     finally:
         (ran_repo / "params.yaml").write_text(original)
+
+
+def _stages(repo) -> dict[str, dict]:
+    """dvc.yaml's stages as dvc status names them: a stage run per fold once per fold (train@0)."""
+    folds = yaml.safe_load((repo / "params.yaml").read_text())["cv"]["folds"]
+    stages = {}
+    for name, stage in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"].items():
+        stages |= {f"{name}@{fold}": stage["do"] for fold in folds} if "do" in stage else {name: stage}
+    return stages
 
 
 def _sections_read(stage: dict) -> set[str]:
@@ -78,13 +89,12 @@ def _schema_modules() -> dict[str, set[str]]:
 def test_editing_a_params_module_marks_only_stages_that_read_its_sections(ran_repo, module):
     """A new option in one stage's params schema reruns no stage that does not read that section."""
     sections = _schema_modules()[module]
-    stages = yaml.safe_load((ran_repo / "dvc.yaml").read_text())["stages"]
-    readers = {name for name, stage in stages.items() if _sections_read(stage) & sections}
+    readers = {name for name, stage in _stages(ran_repo).items() if _sections_read(stage) & sections}
     path = ran_repo / module
     original = path.read_text()
     try:
         path.write_text(original + "\n# a new option would go here\n")
-        marked = set(re.findall(r"^([\w-]+):$", run_dvc("status", cwd=ran_repo), flags=re.M))
+        marked = set(re.findall(r"^([\w@-]+):$", run_dvc("status", cwd=ran_repo), flags=re.M))
     finally:
         path.write_text(original)
     assert marked and marked <= readers, f"{module} ({sorted(sections)}) marks {sorted(marked)}"

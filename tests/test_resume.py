@@ -41,7 +41,7 @@ def test_killed_training_resumes_from_its_last_epoch(built_tiny, tmp_path):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    state = repo / "models" / "state" / "train.pt"
+    state = repo / "models" / "folds" / "0" / "state.pt"
     deadline = time.monotonic() + 300
     while _saved_epoch(state) < 0 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
@@ -53,12 +53,12 @@ def test_killed_training_resumes_from_its_last_epoch(built_tiny, tmp_path):
 
     output = run_dvc("repro", cwd=repo)
     assert f"resuming from epoch {killed_after + 1}" in output
-    assert stages_run(output) == ["train", "evaluate", "gradcam"]
+    assert stages_run(output) == ["train@0", "ensemble", "evaluate", "gradcam"]
     for curve in ("train/loss", "val/balanced_accuracy"):
-        with open(repo / "dvclive" / "plots" / "metrics" / f"{curve}.tsv") as file:
+        with open(repo / "dvclive" / "folds" / "0" / "plots" / "metrics" / f"{curve}.tsv") as file:
             steps = [int(row["step"]) for row in csv.DictReader(file, delimiter="\t")]
         assert steps == [0, 1, 2, 3], curve  # continuous: nothing lost, nothing twice
-    assert json.loads((repo / "dvclive" / "metrics.json").read_text())["step"] == 3
+    assert json.loads((repo / "dvclive" / "folds" / "0" / "metrics.json").read_text())["step"] == 3
     assert torch.load(state, map_location="cpu", weights_only=True)["complete"] is True
     assert torch.load(repo / "models" / "model.pt", map_location="cpu", weights_only=True)["epoch"] == 0
     assert "Data and pipelines are up to date" in run_dvc("status", cwd=repo)

@@ -116,7 +116,7 @@ def test_copies_are_drawn_afresh_each_epoch_deterministically_for_the_seed(tmp_p
     assert for_real_images(AUGMENT) is AUGMENT
     assert for_real_images(light).rotation_range == 10 and for_real_images(light).crop_scale == (0.08, 1.0)
     transform, copy_transform = augment(params=for_real_images(light), size=32), augment(params=light, size=32)
-    dataset = ImageArrayDataset(tmp_path / "train.npy", balanced, transform, copy_transform)
+    dataset = ImageArrayDataset(tmp_path, balanced, transform, copy_transform)
 
     def epoch(seed: int) -> np.ndarray:
         torch.manual_seed(seed)

@@ -16,6 +16,7 @@ from skinlesion.config import ParamsError, load_params
 from skinlesion.cores import available_cores
 from skinlesion.data.arrays import ImageWriter, read_manifest, write_manifest
 from skinlesion.data.dataset import ImageArrayDataset
+from skinlesion.data.folds import FoldData
 from skinlesion.data.metadata import FEATURES
 from skinlesion.errors import DataError
 from skinlesion.model.architectures import MetadataFusion
@@ -47,6 +48,11 @@ def _tiny_sets(folder, count=16, size=32):
     write_manifest(manifest, folder / "val.csv")
 
 
+def _data(folder):
+    """_tiny_sets' training (the balanced manifest) and validation images, as one fold."""
+    return FoldData(folder, folder / "train.csv", read_manifest(folder / "val.csv"), "val.csv")
+
+
 def _params(**training):
     params = load_params(TrainRun, REPO / "params.yaml")
     return params.model_copy(
@@ -61,7 +67,7 @@ def test_early_stopping_ends_training_and_keeps_the_best_epoch(tmp_path):
     _tiny_sets(tmp_path)
     live = MemoryLive()
     params = _params(epochs=6, learning_rate=1e-12, early_stopping_patience=2)  # nothing can improve
-    best = fit(params, tmp_path / "train.csv", tmp_path, tmp_path / "model.pt", live)
+    best = fit(params, _data(tmp_path), tmp_path / "model.pt", live)
     assert best["epoch"] == 0 and len(live.history) == 3  # epochs 0, 1, 2, then stop
     info = load_checkpoint(tmp_path / "model.pt")[1]
     assert info["epoch"] == 0 and "temperature" not in info and 0 < info["unknown_threshold"] < 1
@@ -80,7 +86,7 @@ def test_cosine_schedule_and_options_run(tmp_path):
         grad_clip_norm=1.0,
         calibration="temperature",
     )
-    best = fit(params, tmp_path / "train.csv", tmp_path, tmp_path / "model.pt", live)
+    best = fit(params, _data(tmp_path), tmp_path / "model.pt", live)
     info = load_checkpoint(tmp_path / "model.pt")[1]
     assert info["temperature"] == best["temperature"] == live.summary["best"]["temperature"] > 0
     assert info["epoch"] == best["epoch"]  # the best epoch's weights, calibrated
@@ -95,13 +101,13 @@ def test_a_metadata_model_trains_calibrates_and_says_which_manifest_lacks_metada
     params = _params(epochs=1, calibration="temperature")
     params = params.model_copy(update={"model": params.model.model_copy(update={"use_metadata": True})})
     with pytest.raises(DataError, match=rf"^{tmp_path / 'train.csv'}: no metadata columns"):
-        fit(params, tmp_path / "train.csv", tmp_path, tmp_path / "model.pt", MemoryLive())
+        fit(params, _data(tmp_path), tmp_path / "model.pt", MemoryLive())
     manifest = read_manifest(tmp_path / "train.csv")
     ages = ["", "30", "85"]  # with gaps, as the official file has them
     metadata = {"age_approx": [ages[i % 3] for i in range(16)], "anatom_site_general": "", "sex": "male"}
     write_manifest(manifest.assign(**metadata), tmp_path / "train.csv")
     write_manifest(manifest.assign(**metadata), tmp_path / "val.csv")
-    best = fit(params, tmp_path / "train.csv", tmp_path, tmp_path / "model.pt", MemoryLive())
+    best = fit(params, _data(tmp_path), tmp_path / "model.pt", MemoryLive())
     model, info = load_checkpoint(tmp_path / "model.pt")
     assert isinstance(model, MetadataFusion) and info["metadata"] == list(FEATURES)
     assert info["temperature"] == best["temperature"] > 0
@@ -123,7 +129,7 @@ def test_non_finite_loss_names_epoch_and_step(tmp_path, bad_step):
         with pytest.raises(
             FloatingPointError, match=rf"loss is inf at epoch 0, step {bad_step}: lower training.learning_rate"
         ):
-            fit(params, tmp_path / "train.csv", tmp_path, tmp_path / "model.pt", MemoryLive())
+            fit(params, _data(tmp_path), tmp_path / "model.pt", MemoryLive())
     finally:
         torch.nn.CrossEntropyLoss.forward = original
 
@@ -148,7 +154,7 @@ def test_each_steps_loss_is_read_only_after_the_next_step_is_queued(tmp_path, mo
         return Loss(loss, events[-1][1]), logits
 
     monkeypatch.setattr(train, "train_step", step)
-    fit(_params(epochs=1), tmp_path / "train.csv", tmp_path, tmp_path / "model.pt", MemoryLive())
+    fit(_params(epochs=1), _data(tmp_path), tmp_path / "model.pt", MemoryLive())
     assert events == [("step", 0), ("step", 1), ("read", 0), ("step", 2), ("read", 1), ("read", 2)]
 
 
@@ -194,15 +200,17 @@ def test_saved_state_is_resumed_only_for_an_unfinished_run_of_the_same_settings(
 
 
 def test_fingerprint_follows_settings_and_data(tmp_path):
-    manifest = tmp_path / "train.csv"
-    manifest.write_text("image,label\nISIC_0000001,NV\n")
-    (tmp_path / "val.csv").write_text("image,label\nISIC_0000002,NV\n")
+    _tiny_sets(tmp_path)
     params = _params(epochs=3)
-    first = fingerprint(params, tmp_path / "train.csv", tmp_path)
-    assert fingerprint(params, tmp_path / "train.csv", tmp_path) == first
-    assert fingerprint(_params(epochs=4), tmp_path / "train.csv", tmp_path) != first
-    manifest.write_text("image,label\nISIC_0000001,MEL\n")
-    assert fingerprint(params, tmp_path / "train.csv", tmp_path) != first
+    first = fingerprint(params, _data(tmp_path))
+    assert fingerprint(params, _data(tmp_path)) == first
+    assert fingerprint(_params(epochs=4), _data(tmp_path)) != first
+    validation = _data(tmp_path).validation
+    other_fold = FoldData(tmp_path, tmp_path / "train.csv", validation.iloc[1:], "another fold")
+    assert fingerprint(params, other_fold) != first
+    manifest = read_manifest(tmp_path / "train.csv")
+    write_manifest(manifest.assign(label="MEL"), tmp_path / "train.csv")
+    assert fingerprint(params, _data(tmp_path)) != first
 
 
 def _fail_in_second_epoch(monkeypatch, error: Exception) -> None:
@@ -226,8 +234,7 @@ def test_out_of_memory_says_which_params_to_lower_and_that_the_run_resumes(tmp_p
     with pytest.raises(TrainingError) as caught:
         fit(
             params,
-            tmp_path / "train.csv",
-            tmp_path,
+            _data(tmp_path),
             tmp_path / "model.pt",
             MemoryLive(),
             state_path=tmp_path / "state.pt",
@@ -236,7 +243,7 @@ def test_out_of_memory_says_which_params_to_lower_and_that_the_run_resumes(tmp_p
     assert "out of memory in epoch 1 with training.batch_size 8 (8 per process), prepare.image_size 32" in message
     assert "lower training.batch_size or prepare.image_size, or use training.precision bf16" in message
     assert "dvc repro with the same params resumes from epoch 1" in message
-    run = fingerprint(params, tmp_path / "train.csv", tmp_path)
+    run = fingerprint(params, _data(tmp_path))
     assert load_state(tmp_path / "state.pt", run)["epoch"] == 0  # what the message promises is there
 
 
@@ -244,7 +251,7 @@ def test_other_errors_pass_through_unchanged(tmp_path, monkeypatch):
     _tiny_sets(tmp_path)
     _fail_in_second_epoch(monkeypatch, RuntimeError("something else"))
     with pytest.raises(RuntimeError, match="^something else$"):
-        fit(_params(epochs=2), tmp_path / "train.csv", tmp_path, tmp_path / "model.pt", MemoryLive())
+        fit(_params(epochs=2), _data(tmp_path), tmp_path / "model.pt", MemoryLive())
 
 
 def test_a_dying_loader_worker_says_what_to_change(tmp_path, monkeypatch):
@@ -267,8 +274,7 @@ def test_a_dying_loader_worker_says_what_to_change(tmp_path, monkeypatch):
     with pytest.raises(TrainingError) as caught:
         fit(
             _params(epochs=3, num_workers=1),
-            tmp_path / "train.csv",
-            tmp_path,
+            _data(tmp_path),
             tmp_path / "model.pt",
             MemoryLive(),
             state_path=tmp_path / "state.pt",
@@ -300,8 +306,7 @@ def test_compiled_training_matches_eager_and_saves_the_plain_modules_weights(tmp
         live = MemoryLive()
         fit(
             _params(epochs=2, compile=mode),
-            tmp_path / "train.csv",
-            tmp_path,
+            _data(tmp_path),
             tmp_path / f"{mode}.pt",
             live,
             state_path=tmp_path / f"{mode}-state.pt",
@@ -320,12 +325,12 @@ def test_augmenting_on_the_device_trains_and_differs_from_the_loaders_draws(tmp_
     runs = {}
     for place in ("loader", "device"):
         live = MemoryLive()
-        fit(_params(epochs=2, augment_on=place), tmp_path / "train.csv", tmp_path, tmp_path / f"{place}.pt", live)
+        fit(_params(epochs=2, augment_on=place), _data(tmp_path), tmp_path / f"{place}.pt", live)
         runs[place] = [step["train/loss"] for step in live.history]
         assert all(math.isfinite(loss) for loss in runs[place])
     assert runs["device"] != runs["loader"]  # its own random draws, not the workers'
     again = MemoryLive()
-    fit(_params(epochs=2, augment_on="device"), tmp_path / "train.csv", tmp_path, tmp_path / "again.pt", again)
+    fit(_params(epochs=2, augment_on="device"), _data(tmp_path), tmp_path / "again.pt", again)
     assert [step["train/loss"] for step in again.history] == runs["device"]  # seeded per epoch
 
 

@@ -67,6 +67,53 @@ def open_images(path: str | Path) -> np.ndarray:
     return images
 
 
+class ManifestImages:
+    """The images of a manifest's rows, in the manifest's order: item i is row `row` of
+    `{folder}/{split}.npy` for the manifest's i-th row, so one manifest may draw on several of
+    prepare-split's arrays (a cross-validation fold trains on train and val rows).
+
+    Indexed like an array of shape (len(manifest), H, W, 3): an integer, or an array of
+    positions followed by slices of the other axes. The arrays are opened memory-mapped on
+    first use, and a pickled copy (a DataLoader worker's) carries only paths and row numbers.
+    """
+
+    def __init__(self, folder: str | Path, manifest: pd.DataFrame):
+        self.folder = Path(folder)
+        self.splits = manifest["split"].to_numpy(dtype=str)
+        self.rows = manifest["row"].to_numpy(dtype=np.int64)
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def array(self, split: str) -> np.ndarray:
+        if split not in self._arrays:
+            self._arrays[split] = open_images(self.folder / f"{split}.npy")
+        return self._arrays[split]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        first = self.array(self.splits[0]) if len(self.splits) else None
+        return (len(self.rows), *(first.shape[1:] if first is not None else ()))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key) -> np.ndarray:
+        index, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        if np.ndim(index) == 0:
+            return self.array(self.splits[index])[(self.rows[index], *rest)]
+        positions = np.arange(len(self))[index]
+        splits = self.splits[positions]
+        out = None
+        for split in np.unique(splits):
+            pixels = np.asarray(self.array(split)[(self.rows[positions[splits == split]], *rest)])
+            if out is None:
+                out = np.empty((len(positions), *pixels.shape[1:]), dtype=pixels.dtype)
+            out[splits == split] = pixels
+        return out if out is not None else np.empty((0, *self.shape[1:]), dtype=np.uint8)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_arrays": {}}
+
+
 def copy_rows(source: np.ndarray, rows: np.ndarray, path: str | Path) -> None:
     """Write `source[rows]` to a new array file at `path`, one image at a time."""
     with ImageWriter(path, len(rows), source.shape[1]) as target:

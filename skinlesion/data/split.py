@@ -1,8 +1,9 @@
-"""Train/val/test assignment, stratified by class and grouped by lesion.
+"""Train/val/test assignment and cross-validation folds, stratified by class and grouped by lesion.
 
 Hand-written rather than scikit-learn's StratifiedGroupKFold: that one deals K equal folds,
 while the splits here have unequal target shares (70/15/15), and it gives no guarantee that a
-rare class (DF: 239 images in all of ISIC 2019) reaches every split; the dealing below does.
+rare class (DF: 239 images in all of ISIC 2019) reaches every split or fold; the dealing
+below (deal_groups) does, and serves both.
 """
 
 from __future__ import annotations
@@ -23,15 +24,24 @@ def split_by_lesion(labels: pd.DataFrame, *, val_fraction: float, test_fraction:
     """Assign every row of `labels` (columns `label`, `group`) to train, val or test.
 
     All images of one group (lesion) land in one split, so no lesion is seen in training
-    and tested on. Within each class, groups are dealt largest first (ties in a seeded
-    random order) to the split furthest below its target share, measured relative to
-    that target: each split gets a group of every class with at least three groups, and
-    on large data every split's class shares come out within a fraction of a percent of
-    the whole set's. Returns a Series of split names aligned with `labels.index`.
+    and tested on (deal_groups, with shares 1 - val - test, val and test). Returns a Series
+    of split names aligned with `labels.index`.
     """
-    fractions = np.array([1.0 - val_fraction - test_fraction, val_fraction, test_fraction])
+    shares = np.array([1.0 - val_fraction - test_fraction, val_fraction, test_fraction])
+    return deal_groups(labels, shares, seed).map(SPLITS.__getitem__)
+
+
+def deal_groups(labels: pd.DataFrame, shares: np.ndarray, seed: int) -> pd.Series:
+    """Deal the groups of `labels` (columns `label`, `group`) into len(shares) parts; returns
+    each row's part (0, 1, ...) aligned with `labels.index`.
+
+    Within each class, groups are dealt largest first (ties in a seeded random order) to the
+    part furthest below its target share, measured relative to that target: each part gets a
+    group of every class with at least as many groups as there are parts, and on large data
+    every part's class shares come out within a fraction of a percent of the whole set's.
+    """
     rng = np.random.default_rng(seed)
-    assignment = pd.Series("", index=labels.index, dtype=object)
+    assignment = pd.Series(-1, index=labels.index, dtype=int)
     # a lesion has one class (checked on reading), so grouping by (label, group) is by lesion
     for label in sorted(labels["label"].unique()):
         of_class = labels[labels["label"] == label]
@@ -39,13 +49,12 @@ def split_by_lesion(labels: pd.DataFrame, *, val_fraction: float, test_fraction:
         order = rng.permutation(len(sizes))
         # a stable sort keeps the random order among groups of equal size
         ranked = sizes.iloc[order].sort_values(ascending=False, kind="stable")
-        targets = fractions * len(of_class)
-        filled = np.zeros(len(SPLITS))
-        group_split = {}
+        targets = shares * len(of_class)
+        filled = np.zeros(len(shares))
+        group_part = {}
         for group, size in ranked.items():
-            deficit = (targets - filled) / targets
-            chosen = int(np.argmax(deficit))
-            group_split[group] = SPLITS[chosen]
+            chosen = int(np.argmax((targets - filled) / targets))
+            group_part[group] = chosen
             filled[chosen] += size
-        assignment[of_class.index] = of_class["group"].map(group_split)
+        assignment[of_class.index] = of_class["group"].map(group_part)
     return assignment

@@ -19,6 +19,8 @@ from pydantic import Field
 from torch import nn
 
 from skinlesion.config import Section, View
+from skinlesion.model.architectures import cam_layer
+from skinlesion.model.ensemble import fold_models
 from skinlesion.model.inference import forward
 
 
@@ -120,9 +122,26 @@ def choose_samples(predictions: pd.DataFrame, params: GradcamParams) -> pd.DataF
     return pd.concat(chosen)
 
 
+def class_maps(
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, metadata: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Grad-CAM maps of class `targets[i]` for image i, (N, H, W) in [0, 1], on each model's
+    cam_layer; for a FoldEnsemble, the mean of its fold models' maps."""
+    maps = []
+    for member in fold_models(model):
+        with GradCAM(member, cam_layer(member)) as gradcam:
+            maps.append(gradcam(images, targets, metadata)[0])
+    return maps[0] if len(maps) == 1 else torch.stack(maps).mean(dim=0)
+
+
+def maps_note(model: nn.Module) -> str:
+    """What a map's title says of its models: nothing for one model, the mean for an ensemble."""
+    count = len(fold_models(model))
+    return f", mean of {count} fold models" if count > 1 else ""
+
+
 def explain_samples(
     model: nn.Module,
-    layer: nn.Module,
     images: torch.Tensor,
     pixels: list[np.ndarray],
     samples: pd.DataFrame,
@@ -131,20 +150,24 @@ def explain_samples(
     metadata: torch.Tensor | None = None,
 ) -> None:
     """One PNG per row of `samples` (choose_samples'): the image, the map for the predicted class
-    and, when the prediction is wrong, the map for the true class.
+    and, when the prediction is wrong, the map for the true class (class_maps: for the fold
+    models' ensemble, its prediction and the mean of their maps).
 
     images: (N, 3, H, W) model inputs; pixels: the same N images as stored, (H, W, 3) uint8;
     metadata: (N, F), for a model that fuses metadata.
     """
+    model.eval()
+    with torch.no_grad():
+        probabilities = torch.softmax(forward(model, images, metadata), dim=1)
+    predicted_cams = class_maps(model, images, probabilities.argmax(dim=1), metadata)
     true = torch.tensor([classes.index(label) for label in samples["label"]])
-    with GradCAM(model, layer) as gradcam:
-        predicted_cams, probabilities = gradcam(images, metadata=metadata)  # maps for the predicted class
-        true_cams, _ = gradcam(images, true, metadata)
+    true_cams = class_maps(model, images, true, metadata)
+    note = maps_note(model)
     for i, row in enumerate(samples.itertuples(index=False)):
         predicted = int(probabilities[i].argmax())
-        cams = {f"Grad-CAM: {classes[predicted]} (predicted)": predicted_cams[i].numpy()}
+        cams = {f"Grad-CAM: {classes[predicted]} (predicted{note})": predicted_cams[i].numpy()}
         if not row.correct:
-            cams[f"Grad-CAM: {row.label} (true)"] = true_cams[i].numpy()
+            cams[f"Grad-CAM: {row.label} (true{note})"] = true_cams[i].numpy()
         title = f"{row.image}: true {row.label} | predicted {classes[predicted]} (p={probabilities[i, predicted]:.2f})"
         verdict = "correct" if row.correct else "wrong"
         save_overlays(pixels[i], cams, title, folder / f"{row.label}_{verdict}_{row.image}.png")

@@ -15,7 +15,7 @@ from pydantic import Field
 from skinlesion.config import Section, View
 from skinlesion.data.split import lesion_groups
 from skinlesion.evaluation.metrics import bootstrap_interval, classification_report, one_vs_rest_curves, reliability
-from skinlesion.model.device import Device
+from skinlesion.model.device import TrainingDevice
 from skinlesion.model.inference import TTA
 
 
@@ -27,12 +27,6 @@ class EvaluateParams(Section):
     tta: TTA = Field(
         description="test-time augmentation: none, flips (2 views) or dihedral (8); probabilities averaged"
     )
-
-
-class TrainingDevice(View):
-    """The key of `training` that evaluate reads: it predicts where training ran."""
-
-    device: Device
 
 
 class EvaluateRun(View):

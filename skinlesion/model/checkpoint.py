@@ -1,5 +1,5 @@
-"""The model file: weights plus what inference needs, written by train and read by evaluate,
-gradcam and predict."""
+"""The model file: weights plus what inference needs, written by train (one fold's model) and
+by ensemble (the fold models together), read by evaluate, gradcam and predict."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from skinlesion.atomic import atomic_file
 from skinlesion.data.dataset import ImageArrayDataset
 from skinlesion.data.metadata import FEATURES, encode_metadata
 from skinlesion.model.architectures import ARCHITECTURES, WeightsError, build_model
+from skinlesion.model.ensemble import FoldEnsemble
 from skinlesion.transforms.normalize import normalize
 
 
@@ -24,8 +25,18 @@ def save_checkpoint(path: str | Path, model: nn.Module, **info) -> None:
         torch.save({"state_dict": state, **info}, tmp)
 
 
+def save_ensemble(path: str | Path, members: list[Path], **info) -> None:
+    """Save the fold models at `members` (save_checkpoint's files) as one model file, with
+    `info` (the preprocessing they share, the ensemble's unknown threshold, ...)."""
+    checkpoints = [torch.load(member, map_location="cpu", weights_only=True) for member in members]
+    with atomic_file(path) as tmp:
+        torch.save({"members": checkpoints, **info}, tmp)
+
+
 def load_checkpoint(path: str | Path, classes: tuple[str, ...] | None = None) -> tuple[nn.Module, dict]:
-    """Rebuild the model saved by `save_checkpoint`; returns (model in eval mode, info).
+    """Rebuild the model saved by `save_checkpoint`, or the fold models' FoldEnsemble saved by
+    `save_ensemble`; returns (model in eval mode, info). An ensemble's info holds `members`:
+    each fold model's own info.
 
     With `classes`, the model must predict exactly those classes in that order (evaluate
     and gradcam score it against labels in the project's order).
@@ -39,6 +50,15 @@ def load_checkpoint(path: str | Path, classes: tuple[str, ...] | None = None) ->
         raise WeightsError(f"{path}: not a loadable model file ({error})") from error
     if not isinstance(checkpoint, dict):
         raise WeightsError(f"{path}: not a model of this project (holds a {type(checkpoint).__name__})")
+    if "members" not in checkpoint:
+        return _build(checkpoint, path, classes)
+    models, infos = zip(*(_build(member, path, classes) for member in checkpoint["members"]))
+    info = {key: value for key, value in checkpoint.items() if key != "members"}
+    temperatures = [member.get("temperature", 1.0) for member in infos]
+    return FoldEnsemble(list(models), temperatures).eval(), {**info, "members": list(infos)}
+
+
+def _build(checkpoint: dict, path: Path, classes: tuple[str, ...] | None) -> tuple[nn.Module, dict]:
     missing = [key for key in ("state_dict", "arch", "classes", "image_size", "mean", "std") if key not in checkpoint]
     if missing:
         raise WeightsError(f"{path}: not a model of this project (missing {missing})")
@@ -72,8 +92,9 @@ def input_transform(info: dict) -> v2.Compose:
     return normalize(mean=tuple(info["mean"]), std=tuple(info["std"]))
 
 
-def model_dataset(array_path: Path, manifest: pd.DataFrame, info: dict) -> ImageArrayDataset:
-    """The images of `manifest` (rows of the array at `array_path`) as the model in `info` takes
-    them: normalised as in training and, for a model that fuses metadata, with their metadata."""
-    metadata = encode_metadata(manifest, f"{array_path.with_suffix('.csv')}") if uses_metadata(info) else None
-    return ImageArrayDataset(array_path, manifest, input_transform(info), metadata=metadata)
+def model_dataset(folder: Path, manifest: pd.DataFrame, info: dict, where: str) -> ImageArrayDataset:
+    """The images of `manifest` (rows of prepare-split's arrays in `folder`) as the model in
+    `info` takes them: normalised as in training and, for a model that fuses metadata, with
+    their metadata (`where` names the manifest in metadata errors)."""
+    metadata = encode_metadata(manifest, where) if uses_metadata(info) else None
+    return ImageArrayDataset(folder, manifest, input_transform(info), metadata=metadata)

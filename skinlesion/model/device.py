@@ -8,9 +8,17 @@ from typing import Literal
 import torch
 from torch import nn
 
+from skinlesion.config import View
+
 log = logging.getLogger(__name__)
 
 Device = Literal["auto", "cuda", "mps", "cpu"]
+
+
+class TrainingDevice(View):
+    """The key of `training` that the stages after train read: they predict where training ran."""
+
+    device: Device
 
 
 def select_device(name: str) -> torch.device:

@@ -23,6 +23,7 @@ from sklearn.decomposition import PCA
 
 from skinlesion.atomic import atomic_file
 from skinlesion.config import View
+from skinlesion.data.arrays import ManifestImages
 from skinlesion.resampling.targets import ClassTargets
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class UndersampleRun(View):
     sampling: SamplingParams
 
 
-def image_features(images: np.ndarray, rows: np.ndarray, chunk: int = 512) -> np.ndarray:
+def image_features(images: ManifestImages | np.ndarray, rows: np.ndarray, chunk: int = 512) -> np.ndarray:
     """Colour-layout features of `images[rows]`: (len(rows), 16*16*3) float32 in [0, 1].
 
     Each image is average-pooled to 16x16, which keeps colour, lesion size and lighting
@@ -101,10 +102,12 @@ def pick_within_clusters(assignment: np.ndarray, target: int, seed: int) -> np.n
     return np.sort(np.concatenate(chosen))
 
 
-def undersample(manifest: pd.DataFrame, images: np.ndarray, params: SamplingParams) -> tuple[pd.DataFrame, dict]:
+def undersample(
+    manifest: pd.DataFrame, images: ManifestImages | np.ndarray, params: SamplingParams
+) -> tuple[pd.DataFrame, dict]:
     """Return the kept rows of `manifest` (in their original order) and per-class cluster info.
 
-    `images` is the training array that `manifest["row"]` indexes. The info maps each
+    `images[i]` is the image of the manifest's i-th row (ManifestImages). The info maps each
     undersampled class to its cluster assignment, 2-D coordinates and kept mask, for plots.
     """
     keep = np.ones(len(manifest), dtype=bool)
@@ -113,7 +116,7 @@ def undersample(manifest: pd.DataFrame, images: np.ndarray, params: SamplingPara
         positions = np.flatnonzero(manifest["label"].to_numpy() == label)
         if len(positions) <= target:
             continue
-        features = image_features(images, manifest["row"].to_numpy()[positions])
+        features = image_features(images, positions)
         assignment, coords = cluster(features, params.kmeans_clusters, params.seed)
         kept = np.zeros(len(positions), dtype=bool)
         kept[pick_within_clusters(assignment, target, params.seed)] = True

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from skinlesion.atomic import atomic_file
 from skinlesion.config import View
+from skinlesion.data.arrays import ManifestImages
 from skinlesion.resampling.targets import ClassTargets
 from skinlesion.transforms.augment import AugmentationParams, augment
 
@@ -60,7 +61,7 @@ def oversample_plan(manifest: pd.DataFrame, targets: dict[str, int], seed: int) 
 def balanced_manifest(kept: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
     """Manifest of the balanced set: real rows first, then one row per planned copy.
 
-    Every row's `row` is its source image's row in prepare-split's train array: a copy is
+    Every row's `split` and `row` are its source image's in prepare-split's arrays: a copy is
     not stored, the train stage draws it afresh from its source each epoch.
     """
     real = kept.assign(source_image=kept["image"], augmented=False)
@@ -72,9 +73,11 @@ def balanced_manifest(kept: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([real, copies], ignore_index=True)
 
 
-def plot_grid(balanced: pd.DataFrame, images: np.ndarray, params: AugmentationParams, path: Path, per_class: int = 4):
+def plot_grid(balanced: pd.DataFrame, prepared: Path, params: AugmentationParams, path: Path, per_class: int = 4):
     """For each oversampled class, one original beside `per_class` draws of a copy of it, as
-    the train stage draws them (seeded with `params.seed`, so the grid is reproducible)."""
+    the train stage draws them (seeded with `params.seed`, so the grid is reproducible);
+    `prepared` is prepare-split's folder, whose arrays `balanced` addresses."""
+    images = ManifestImages(prepared, balanced)
     copies = balanced[balanced["augmented"]]
     labels = list(dict.fromkeys(copies["label"]))
     transform = augment(params=params, size=images.shape[1])
@@ -84,9 +87,10 @@ def plot_grid(balanced: pd.DataFrame, images: np.ndarray, params: AugmentationPa
     for ax in axes.flat:
         ax.set_axis_off()
     for row_axes, label in zip(axes, labels):
-        source = copies.loc[copies["label"] == label, "row"].value_counts().index[0]
-        pixels = torch.from_numpy(np.array(images[source])).permute(2, 0, 1)
-        row_axes[0].imshow(images[source])
+        source = copies.loc[copies["label"] == label, "source_image"].value_counts().index[0]
+        original = images[int(np.flatnonzero(balanced["source_image"].to_numpy() == source)[0])]
+        pixels = torch.from_numpy(np.array(original)).permute(2, 0, 1)
+        row_axes[0].imshow(original)
         row_axes[0].set_title(f"{label} original", fontsize=7)
         for ax in row_axes[1:]:
             ax.imshow(transform(pixels).permute(1, 2, 0).numpy())

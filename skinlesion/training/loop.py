@@ -29,6 +29,7 @@ from skinlesion.classes import CLASSES
 from skinlesion.cores import available_cores
 from skinlesion.data.arrays import read_manifest
 from skinlesion.data.dataset import ImageArrayDataset
+from skinlesion.data.folds import FoldData
 from skinlesion.data.metadata import FEATURES, encode_metadata
 from skinlesion.evaluation.metrics import balanced_accuracy
 from skinlesion.model.architectures import build_model
@@ -233,12 +234,13 @@ def validate(model: nn.Module, loader: DataLoader, device: torch.device, world: 
 
 
 def build_loaders(
-    params: TrainRun, balanced: Path, prepared_dir: Path, device: torch.device, world: World, on_device: bool
+    params: TrainRun, data: FoldData, device: torch.device, world: World, on_device: bool
 ) -> tuple[DataLoader, DataLoader]:
-    """The training loader (augmenting per image unless `on_device`) and this process's share of val.
+    """The training loader (augmenting per image unless `on_device`) and this process's share of
+    the validation images.
 
-    Training items are the rows of the balanced manifest `balanced`, read from prepare-split's
-    train array; an oversampled copy is its source image, augmented afresh each epoch.
+    Training items are the rows of the balanced manifest, read from prepare-split's arrays; an
+    oversampled copy is its source image, augmented afresh each epoch.
     """
     settings, size, augmentation = params.training, params.prepare.image_size, params.augmentation
     transform, copy_transform = v2.Identity(), None
@@ -246,12 +248,11 @@ def build_loaders(
         transform = train_transform(params=for_real_images(augmentation), size=size)
         if augmentation.real_images != "augment":
             copy_transform = train_transform(params=augmentation, size=size)
-    manifest, use_metadata = read_manifest(balanced), params.model.use_metadata
-    metadata = encode_metadata(manifest, str(balanced)) if use_metadata else None
-    train_set = ImageArrayDataset(prepared_dir / "train.npy", manifest, transform, copy_transform, metadata)
-    val_manifest = read_manifest(prepared_dir / "val.csv")
-    val_metadata = encode_metadata(val_manifest, str(prepared_dir / "val.csv")) if use_metadata else None
-    val_set = ImageArrayDataset(prepared_dir / "val.npy", val_manifest, normalize(), metadata=val_metadata)
+    manifest, use_metadata = read_manifest(data.balanced), params.model.use_metadata
+    metadata = encode_metadata(manifest, str(data.balanced)) if use_metadata else None
+    train_set = ImageArrayDataset(data.prepared, manifest, transform, copy_transform, metadata)
+    val_metadata = encode_metadata(data.validation, data.where) if use_metadata else None
+    val_set = ImageArrayDataset(data.prepared, data.validation, normalize(), metadata=val_metadata)
     warning = crowded_cores(
         settings.num_workers, int(os.environ.get("LOCAL_WORLD_SIZE", world.size)), available_cores()
     )
@@ -270,7 +271,7 @@ def build_loaders(
     )
 
 
-def build_trainer(params: TrainRun, balanced: Path, prepared_dir: Path, world: World = World()) -> Trainer:
+def build_trainer(params: TrainRun, data: FoldData, world: World = World()) -> Trainer:
     """Device, data, model, loss and optimiser of a run of `params`."""
     settings = params.training
     device = select_device(settings.device)
@@ -278,7 +279,7 @@ def build_trainer(params: TrainRun, balanced: Path, prepared_dir: Path, world: W
         device = cuda_device(world)
     configure_backends(device)
     on_device = settings.augment_on == "device"
-    train_loader, val_loader = build_loaders(params, balanced, prepared_dir, device, world, on_device)
+    train_loader, val_loader = build_loaders(params, data, device, world, on_device)
     metadata_features = len(FEATURES) if params.model.use_metadata else 0
     net = build_model(params.model.name, params.model.num_classes, params.model.weights, metadata_features)
     net = net.to(device, memory_format=memory_format(device))
@@ -332,8 +333,7 @@ def run_epoch(trainer: Trainer, epoch: int, settings: TrainingParams, world: Wor
 
 def fit(
     params: TrainRun,
-    balanced: Path,
-    prepared_dir: Path,
+    data: FoldData,
     model_path: Path,
     live,
     state_path: Path | None = None,
@@ -348,13 +348,13 @@ def fit(
     """
     settings = params.training
     seed_everything(settings.seed)
-    trainer = build_trainer(params, balanced, prepared_dir, world)
+    trainer = build_trainer(params, data, world)
     best, start = {"epoch": -1, "val_balanced_accuracy": -1.0}, 0
     if state:
         best, start = restore(trainer, state)
         live.step = start
         log.info("resuming from epoch %d (best so far: epoch %d)", start, best["epoch"])
-    run = fingerprint(params, balanced, prepared_dir)
+    run = fingerprint(params, data)
     for epoch in range(start, settings.epochs):
         with _explain_faults(params, epoch, resumable=state_path is not None and epoch > 0):
             scores = dict(zip(("train", "val"), run_epoch(trainer, epoch, settings, world)))
@@ -379,18 +379,18 @@ def fit(
             log.info("early stop after epoch %d: no better val balanced accuracy since epoch %d", epoch, best["epoch"])
             break
     if world.main:
-        best = {**best, **finish_model(model_path, prepared_dir, trainer.device, settings)}
+        best = {**best, **finish_model(model_path, data, trainer.device, settings)}
         live.summary["best"] = best
     return best
 
 
-def finish_model(model_path: Path, prepared_dir: Path, device: torch.device, settings: TrainingParams) -> dict:
-    """After the best epoch is chosen, on the whole validation split: fit the temperature (with
+def finish_model(model_path: Path, data: FoldData, device: torch.device, settings: TrainingParams) -> dict:
+    """After the best epoch is chosen, on all of the fold's validation images: fit the temperature (with
     `calibration: temperature`) and then the unknown threshold, and add both to the model file.
     Returns them."""
     model, info = load_checkpoint(model_path)
     model = model.to(device, memory_format=memory_format(device))
-    val_set = model_dataset(prepared_dir / "val.npy", read_manifest(prepared_dir / "val.csv"), info)
+    val_set = model_dataset(data.prepared, data.validation, info, data.where)
     log_probabilities, y_true, loss = predict(model, DataLoader(val_set, batch_size=settings.batch_size), device)
     fitted = {}
     if settings.calibration == "temperature":

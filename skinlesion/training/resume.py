@@ -16,17 +16,18 @@ import torch
 from torch import nn
 
 from skinlesion.atomic import atomic_file
+from skinlesion.data.folds import FoldData
 from skinlesion.training.params import TrainRun
 
 log = logging.getLogger(__name__)
 
 
-def fingerprint(params: TrainRun, balanced: Path, prepared_dir: Path) -> str:
-    """Hash of what determines a training run: its params and its input manifests."""
+def fingerprint(params: TrainRun, data: FoldData) -> str:
+    """Hash of what determines a training run: its params and its training and validation manifests."""
     digest = hashlib.sha256()
     digest.update(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode())
-    for path in (balanced, prepared_dir / "train.csv", prepared_dir / "val.csv"):
-        digest.update(path.read_bytes())
+    digest.update(data.balanced.read_bytes())
+    digest.update(data.validation.to_csv(index=False).encode())
     return digest.hexdigest()
 
 

@@ -1,0 +1,108 @@
+"""Stage ensemble: the model that evaluate, gradcam and predict use, from the fold models.
+
+With one fold it is fold 0's model file, byte for byte. With K folds it is their ensemble
+(skinlesion.model.ensemble: probabilities averaged over the fold models), with an out-of-fold
+estimate: each train+val image predicted by the one fold model that validated on it, never
+trained on it. The ensemble's unknown threshold is chosen on those out-of-fold predictions,
+so on validation data only, as each fold model's own threshold is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from torch.utils.data import DataLoader
+
+from skinlesion.atomic import atomic_file
+from skinlesion.classes import CLASSES
+from skinlesion.config import View, load_params
+from skinlesion.data.arrays import read_manifest
+from skinlesion.data.folds import FOLD, NO_FOLD, fold_manifests
+from skinlesion.errors import DataError
+from skinlesion.evaluation.metrics import balanced_accuracy
+from skinlesion.model.checkpoint import load_checkpoint, model_dataset, save_ensemble
+from skinlesion.model.device import TrainingDevice, memory_format, select_device
+from skinlesion.model.inference import KEEP_KNOWN, predict, unknown_scores, unknown_threshold
+
+log = logging.getLogger(__name__)
+
+# what every fold model must share for their probabilities to be averaged over one input
+SHARED = ("arch", "classes", "image_size", "crop_border", "color_constancy", "mean", "std", "metadata")
+
+
+class EnsembleRun(View):
+    """The params ensemble reads (its folds are those of the fold table)."""
+
+    training: TrainingDevice
+
+
+def out_of_fold(members: list[Path], table: pd.DataFrame, prepared: Path, where: str, device) -> dict:
+    """Each fold model's predictions on its own validation rows: balanced accuracy and accuracy
+    over all of them, and the unknown threshold that keeps KEEP_KNOWN of them known."""
+    probabilities, labels = [], []
+    for fold, path in enumerate(members):
+        model, info = load_checkpoint(path, CLASSES)
+        model = model.to(device, memory_format=memory_format(device))
+        _, validation = fold_manifests(table, fold, where)
+        dataset = model_dataset(prepared, validation, info, f"{where}, fold {fold}")
+        logs, y_true, _ = predict(
+            model, DataLoader(dataset, batch_size=64), device, "none", info.get("temperature", 1.0)
+        )
+        probabilities.append(np.exp(logs))
+        labels.append(y_true)
+    probabilities, y_true = np.concatenate(probabilities), np.concatenate(labels)
+    y_pred = probabilities.argmax(axis=1)
+    return {
+        "images": len(y_true),
+        "balanced_accuracy": balanced_accuracy(y_true, y_pred, len(CLASSES)),
+        "accuracy": float((y_pred == y_true).mean()),
+        "unknown_threshold": unknown_threshold(unknown_scores(probabilities)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fold-models", type=Path, required=True, help="folder of the fold models (K/model.pt)")
+    parser.add_argument("--prepared", type=Path, required=True, help="prepare-split output folder (its arrays)")
+    parser.add_argument("--folds", type=Path, required=True, help="assign-folds' fold table (CSV)")
+    parser.add_argument("--out", type=Path, required=True, help="the model file to write")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    params = load_params(EnsembleRun)
+
+    table = read_manifest(args.folds)
+    members = [args.fold_models / str(fold) / "model.pt" for fold in sorted(set(table[FOLD]) - {NO_FOLD})]
+    missing = [str(path) for path in members if not path.is_file()]
+    if missing:
+        raise DataError(f"fold models not found: {missing} (run dvc repro: the train stages write them)")
+    if len(members) == 1:
+        with atomic_file(args.out) as tmp:
+            shutil.copyfile(members[0], tmp)
+        log.info("one fold: %s is %s", args.out, members[0])
+        return
+
+    infos = [load_checkpoint(path, CLASSES)[1] for path in members]
+    for key in SHARED:
+        values = [info.get(key) for info in infos]
+        if any(value != values[0] for value in values):
+            raise DataError(f"the fold models differ in {key} ({dict(zip(map(str, members), values))}): retrain them")
+    oof = out_of_fold(members, table, args.prepared, str(args.folds), select_device(params.training.device))
+    shared = {key: infos[0][key] for key in SHARED if key in infos[0]}
+    save_ensemble(args.out, members, **shared, unknown_threshold=oof.pop("unknown_threshold"), out_of_fold=oof)
+    log.info(
+        "ensemble of %d fold models; out of fold (%d train+val images): balanced accuracy %.4f; unknown threshold "
+        "keeps %.0f%% known",
+        len(members),
+        oof["images"],
+        oof["balanced_accuracy"],
+        100 * KEEP_KNOWN,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -132,7 +132,7 @@ def exp_run(clone: Path, name: str, overrides: dict[str, str], target: str) -> f
 def row(clone: Path, seconds: float) -> dict:
     """The figures of the experiment just run in `clone`."""
     test = json.loads((clone / "metrics" / "eval.json").read_text())["test"]
-    live = json.loads((clone / "dvclive" / "metrics.json").read_text())
+    live = json.loads((clone / "dvclive" / "folds" / "0" / "metrics.json").read_text())  # the one fold
     return {
         "balanced_accuracy": test["balanced_accuracy"],
         "ci95": [test["balanced_accuracy_ci95_low"], test["balanced_accuracy_ci95_high"]],

@@ -14,7 +14,8 @@ from pathlib import Path
 from skinlesion.atomic import atomic_file
 from skinlesion.config import load_params
 from skinlesion.data.arrays import class_counts, read_manifest, write_manifest
-from skinlesion.data.folds import FOLD, CvRun, fold_table
+from skinlesion.data.cv import CvRun, fold_table
+from skinlesion.data.folds import FOLD
 
 log = logging.getLogger(__name__)
 

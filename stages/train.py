@@ -19,7 +19,7 @@ from skinlesion.training.distributed import backend_for, check_world, connect, d
 from skinlesion.training.live import MemoryLive
 from skinlesion.training.loop import fit
 from skinlesion.training.params import TrainRun
-from skinlesion.training.resume import fingerprint, load_state
+from skinlesion.training.resume import RunFolder, fingerprint, load_state
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,12 @@ def main() -> None:
     parser.add_argument("--fold", type=int, required=True, help="the fold this run validates on")
     parser.add_argument("--model", type=Path, required=True, help="where to write the best checkpoint")
     parser.add_argument("--live", type=Path, required=True, help="DVCLive folder for per-epoch metrics")
-    parser.add_argument("--state", type=Path, required=True, help="training state saved after each epoch")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        required=True,
+        help="folder of the unfinished run (state, best model and curves so far), removed when it finishes",
+    )
     args = parser.parse_args()
     world = launched_world()
     prefix = f"rank {world.rank}: " if world.distributed else ""
@@ -48,18 +53,23 @@ def main() -> None:
     from dvclive import Live  # imported here: only rank 0 logs through DVC
 
     data = FoldData.of_fold(args.prepared, args.balanced, args.folds, args.fold)
-    state = load_state(args.state, fingerprint(params, data))
+    run = RunFolder(args.resume)
+    state = load_state(run.state, fingerprint(params, data))
+    if state is None and world.main:
+        run.clear()  # what a run of other settings or data left
     # DVCLive keeps the killed run's curves only if the run will really be resumed
     live = (
-        Live(str(args.live), dvcyaml=False, save_dvc_exp=False, report=None, resume=state is not None)
+        Live(str(run.live), dvcyaml=False, save_dvc_exp=False, report=None, resume=state is not None)
         if world.main
         else MemoryLive()
     )
     try:
         with live as logger:
-            best = fit(params, data, args.model, logger, args.state, state, world)
+            best = fit(params, data, run.model, logger, run.state, state, world)
     finally:
         disconnect()
+    if world.main:
+        run.publish(args.model, args.live)
     log.info("best epoch %d: val balanced accuracy %.4f", best["epoch"], best["val_balanced_accuracy"])
 
 

@@ -32,8 +32,8 @@ TRAIN_ARGS = (
     "model.pt",
     "--live",
     "live",
-    "--state",
-    "state.pt",
+    "--resume",
+    "resume",
 )
 
 

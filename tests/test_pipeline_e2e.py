@@ -283,7 +283,7 @@ def test_queued_experiments_with_every_option_on_real_images_from_a_fresh_clone(
     # every training row, copies included, carries its source image's metadata, gaps as gaps
     official = pd.read_csv(root / "ISIC_2019_Training_Metadata.csv", dtype=str, keep_default_na=False)
     official = check_metadata(official, "official").set_index(official["image"])
-    balanced = read_manifest(clone / "data" / "balanced" / "train.csv")
+    balanced = read_manifest(clone / "data" / "folds" / "0" / "balanced.csv")
     assert balanced["augmented"].any() and (balanced["anatom_site_general"] == "").any()
     assert balanced[list(FIELDS)].equals(official.loc[balanced["source_image"]].reset_index(drop=True))
 

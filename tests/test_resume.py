@@ -41,7 +41,7 @@ def test_killed_training_resumes_from_its_last_epoch(built_tiny, tmp_path):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    state = repo / "models" / "folds" / "0" / "state.pt"
+    state = repo / "models" / "resume" / "0" / "state.pt"
     deadline = time.monotonic() + 300
     while _saved_epoch(state) < 0 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
@@ -59,6 +59,6 @@ def test_killed_training_resumes_from_its_last_epoch(built_tiny, tmp_path):
             steps = [int(row["step"]) for row in csv.DictReader(file, delimiter="\t")]
         assert steps == [0, 1, 2, 3], curve  # continuous: nothing lost, nothing twice
     assert json.loads((repo / "dvclive" / "folds" / "0" / "metrics.json").read_text())["step"] == 3
-    assert torch.load(state, map_location="cpu", weights_only=True)["complete"] is True
+    assert not state.parent.exists()  # the finished run's folder is gone; its model and curves are outputs
     assert torch.load(repo / "models" / "model.pt", map_location="cpu", weights_only=True)["epoch"] == 0
     assert "Data and pipelines are up to date" in run_dvc("status", cwd=repo)

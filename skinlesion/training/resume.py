@@ -3,6 +3,12 @@
 A run killed mid-way continues on the next `dvc repro` from its last completed epoch, with
 the model, optimiser and schedule as they were. It resumes only a run of the very same
 settings and data (a fingerprint of both is stored), and never a run that finished.
+
+An unfinished run lives in its own folder (RunFolder), not in the train stage's outputs: DVC
+empties a stage's outputs before running it, unless they are `persist`, and a stage with a
+persistent output never enters DVC's run cache, which is how fold models trained on other
+machines are restored (README: Cross-validation). The outputs are written once, when the run
+has finished.
 """
 
 from __future__ import annotations
@@ -10,16 +16,38 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from skinlesion.atomic import atomic_file
+from skinlesion.atomic import atomic_dir, atomic_file
 from skinlesion.data.folds import FoldData
 from skinlesion.training.params import TrainRun
 
 log = logging.getLogger(__name__)
+
+
+class RunFolder:
+    """The folder of an unfinished training run: its state, its best model and its DVCLive
+    curves so far."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.state, self.model, self.live = self.folder / "state.pt", self.folder / "model.pt", self.folder / "live"
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def publish(self, model: Path, live: Path) -> None:
+        """Copy the finished run's model and curves to the stage's outputs (each appears whole
+        or not at all), then remove the folder."""
+        with atomic_dir(live) as tmp:
+            shutil.copytree(self.live, tmp, dirs_exist_ok=True)
+        with atomic_file(model) as tmp:
+            shutil.copyfile(self.model, tmp)
+        self.clear()
 
 
 def fingerprint(params: TrainRun, data: FoldData) -> str:

@@ -1,0 +1,86 @@
+"""Cross-validation through the dvc CLI on the tiny pipeline: folds as stages, trained on two
+machines that meet through a DVC remote's run cache, then changed as an experiment that
+travels with dvc exp push and pull."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from conftest import TINY, copy_built, run_cli, run_command, run_dvc, stages_run, write_params
+
+from skinlesion.classes import CLASSES
+from skinlesion.data.isic import GROUND_TRUTH_COLUMNS
+from skinlesion.model.checkpoint import load_checkpoint
+from skinlesion.model.ensemble import FoldEnsemble
+
+FOLDS = [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_folds_trained_on_two_machines_meet_through_the_run_cache(built_tiny, tmp_path):
+    # machine one: the tiny pipeline as run with one fold, its git history and outputs shared
+    one = copy_built(built_tiny, tmp_path / "one")
+    run_command("git", "init", "-q", "--bare", str(tmp_path / "origin.git"), cwd=tmp_path)
+    run_command("git", "remote", "add", "origin", str(tmp_path / "origin.git"), cwd=one)
+    run_dvc("remote", "add", "-d", "store", str(tmp_path / "store"), cwd=one)
+    write_params(one, {**TINY, "cv": {"folds": FOLDS, "seed": 42}})
+    run_command("git", "add", "-A", cwd=one)
+    run_command("git", "commit", "-qm", "three folds", cwd=one)
+    run_command("git", "push", "-q", "origin", "HEAD", cwd=one)
+    run_dvc("push", cwd=one)
+
+    # machine two trains fold 2 and shares it through the run cache
+    two = tmp_path / "two"
+    run_command("git", "clone", "-q", str(tmp_path / "origin.git"), str(two), cwd=tmp_path)
+    run_dvc("pull", cwd=two)
+    ran = stages_run(run_dvc("repro", "train@2", cwd=two))
+    assert ran == ["assign-folds", "kmeans-undersample@2", "augment-oversample@2", "train@2"]
+    run_dvc("push", "--run-cache", cwd=two)
+
+    # machine one trains folds 0 and 1, takes fold 2 from the run cache and builds the ensemble
+    ran = stages_run(run_dvc("repro", "train@0", "train@1", cwd=one))
+    assert "prepare-split" not in ran and "train@2" not in ran and {"train@0", "train@1"} <= set(ran)
+    run_dvc("pull", "--run-cache", cwd=one)
+    output = run_dvc("repro", cwd=one)
+    assert "Stage 'train@2' is cached - skipping run" in output
+    assert stages_run(output) == ["ensemble", "evaluate", "gradcam"]  # no fold trained again
+    fold_two = ("models", "folds", "2", "model.pt")
+    assert one.joinpath(*fold_two).read_bytes() == two.joinpath(*fold_two).read_bytes()
+    assert stages_run(run_dvc("repro", cwd=one)) == []  # a second repro reruns nothing
+
+    model, info = load_checkpoint(one / "models" / "model.pt", CLASSES)
+    assert isinstance(model, FoldEnsemble) and len(info["members"]) == len(FOLDS)
+    report = json.loads((one / "metrics" / "eval.json").read_text())
+    assert report["model"]["folds"] == len(FOLDS) and set(report["cv"]["folds"]) == {"0", "1", "2"}
+    manifests = [pd.read_csv(one / "data" / "prepared" / f"{split}.csv") for split in ("train", "val")]
+    assert report["cv"]["out_of_fold"]["images"] == sum(map(len, manifests))  # every train+val image once
+    assert 0 <= report["test"]["balanced_accuracy"] <= 1 and report["cv"]["test_std"]["balanced_accuracy"] >= 0
+    shown = run_dvc("metrics", "show", cwd=one)
+    assert "test.balanced_accuracy" in shown and "cv.test_mean.balanced_accuracy" in shown
+
+    # the ensemble writes the official submission format
+    images = sorted((one / "data" / "sample" / "ISIC_2019_Training_Input").glob("*.jpg"))[:3]
+    submission = tmp_path / "submission.csv"
+    result = run_cli(
+        "predict", *map(str, images), "--model", "models/model.pt", "--isic-submission", str(submission), cwd=one
+    )
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(submission)
+    assert list(table.columns) == list(GROUND_TRUTH_COLUMNS) and list(table["image"]) == [p.stem for p in images]
+    assert ((table[[*CLASSES, "UNK"]] >= 0) & (table[[*CLASSES, "UNK"]] <= 1)).all().all()
+
+    # a training param reruns the three trains and what follows, nothing before them
+    ran = stages_run(run_dvc("exp", "run", "--name", "longer", "-S", "training.epochs=2", cwd=one))
+    assert {"train@0", "train@1", "train@2", "ensemble"} <= set(ran)
+    assert set(ran) <= {"train@0", "train@1", "train@2", "ensemble", "evaluate", "gradcam"}
+    longer = torch.load(one / "models" / "model.pt", map_location="cpu", weights_only=True)
+
+    # the experiment travels: pushed from machine one, pulled and applied on machine two
+    run_dvc("exp", "push", "origin", "longer", cwd=one)
+    run_dvc("exp", "pull", "origin", "longer", cwd=two)
+    run_dvc("exp", "apply", "longer", cwd=two)
+    run_dvc("pull", cwd=two)
+    pulled = torch.load(two / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert [member["epoch"] for member in pulled["members"]] == [member["epoch"] for member in longer["members"]]
+    assert (two / "models" / "model.pt").read_bytes() == (one / "models" / "model.pt").read_bytes()

@@ -65,21 +65,41 @@ def out_of_fold(members: list[Path], table: pd.DataFrame, prepared: Path, where:
     }
 
 
+# the validation curves that fold_curves gathers from each fold's DVCLive folder
+CURVES = ("balanced_accuracy", "loss", "accuracy")
+
+
+def fold_curves(live: Path, folds: list[int]) -> pd.DataFrame:
+    """Every fold's validation curves in one table (step, fold, then CURVES), for DVC to draw
+    one line per fold (.dvc/plots/folds.json)."""
+    tables = []
+    for fold in folds:
+        folder = live / str(fold) / "plots" / "metrics" / "val"
+        curves = [pd.read_csv(folder / f"{name}.tsv", sep="\t")[["step", name]].set_index("step") for name in CURVES]
+        tables.append(pd.concat(curves, axis=1).reset_index().assign(fold=fold))
+    return pd.concat(tables, ignore_index=True)[["step", "fold", *CURVES]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fold-models", type=Path, required=True, help="folder of the fold models (K/model.pt)")
     parser.add_argument("--prepared", type=Path, required=True, help="prepare-split output folder (its arrays)")
     parser.add_argument("--folds", type=Path, required=True, help="assign-folds' fold table (CSV)")
+    parser.add_argument("--live", type=Path, required=True, help="folder of the folds' DVCLive folders (K/)")
     parser.add_argument("--out", type=Path, required=True, help="the model file to write")
+    parser.add_argument("--curves", type=Path, required=True, help="CSV of every fold's validation curves")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(EnsembleRun)
 
     table = read_manifest(args.folds)
-    members = [args.fold_models / str(fold) / "model.pt" for fold in sorted(set(table[FOLD]) - {NO_FOLD})]
+    folds = sorted(set(table[FOLD]) - {NO_FOLD})
+    members = [args.fold_models / str(fold) / "model.pt" for fold in folds]
     missing = [str(path) for path in members if not path.is_file()]
     if missing:
         raise DataError(f"fold models not found: {missing} (run dvc repro: the train stages write them)")
+    with atomic_file(args.curves) as tmp:
+        fold_curves(args.live, folds).round(6).to_csv(tmp, index=False)
     if len(members) == 1:
         with atomic_file(args.out) as tmp:
             shutil.copyfile(members[0], tmp)

@@ -4,7 +4,8 @@ With one fold it is fold 0's model file, byte for byte. With K folds it is their
 (skinlesion.model.ensemble: probabilities averaged over the fold models), with an out-of-fold
 estimate: each train+val image predicted by the one fold model that validated on it, never
 trained on it. The ensemble's unknown threshold is chosen on those out-of-fold predictions,
-so on validation data only, as each fold model's own threshold is.
+so on validation data only, as each fold model's own threshold is. Every fold's validation
+curves are gathered into one table, drawn one line per fold.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ committed HEAD, so the workspace is untouched. Between settings the clone is res
 runs once first (unreported); settings that do not change its params restore it from the
 run cache. One row per setting: test balanced accuracy with its 95% interval, accuracy,
 macro AUC, ECE, per-class recall, the kept epoch's validation balanced accuracy, the last
-epoch's training balanced accuracy (on augmented images), and wall time.
+epoch's training balanced accuracy (on augmented images), and wall time; with several folds
+(cv.folds) the row is their ensemble's, fold 0's for the two epoch columns, and the JSON report
+holds evaluate's `cv` figures too (each fold model's, their mean and spread, out of fold).
 
     python -m benchmarks.real_data --data-root ../shared/data/isic2019-dev \\
         --out benchmarks/results/cpu/real_data.json --markdown docs/real_data.md
@@ -131,9 +133,10 @@ def exp_run(clone: Path, name: str, overrides: dict[str, str], target: str) -> f
 
 def row(clone: Path, seconds: float) -> dict:
     """The figures of the experiment just run in `clone`."""
-    test = json.loads((clone / "metrics" / "eval.json").read_text())["test"]
-    live = json.loads((clone / "dvclive" / "folds" / "0" / "metrics.json").read_text())  # the one fold
-    return {
+    metrics = json.loads((clone / "metrics" / "eval.json").read_text())
+    test = metrics["test"]
+    live = json.loads((clone / "dvclive" / "folds" / "0" / "metrics.json").read_text())  # fold 0's
+    figures = {
         "balanced_accuracy": test["balanced_accuracy"],
         "ci95": [test["balanced_accuracy_ci95_low"], test["balanced_accuracy_ci95_high"]],
         "accuracy": test["accuracy"],
@@ -146,6 +149,9 @@ def row(clone: Path, seconds: float) -> dict:
         "test_images": test["images"],
         "seconds": round(seconds, 1),
     }
+    if "cv" in metrics:  # several folds: `test` is their ensemble's; each fold's figures and out-of-fold beside
+        figures["cv"] = metrics["cv"]
+    return figures
 
 
 def markdown(report: dict) -> str:

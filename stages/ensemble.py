@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from torch import nn
 from torch.utils.data import DataLoader
 
 from skinlesion.atomic import atomic_file
@@ -26,7 +27,7 @@ from skinlesion.data.arrays import read_manifest
 from skinlesion.data.folds import FOLD, NO_FOLD, fold_manifests
 from skinlesion.errors import DataError
 from skinlesion.evaluation.metrics import balanced_accuracy
-from skinlesion.model.checkpoint import load_checkpoint, model_dataset, save_ensemble
+from skinlesion.model.checkpoint import build_checkpoint, model_dataset, read_checkpoint, save_ensemble
 from skinlesion.model.device import TrainingDevice, memory_format, select_device
 from skinlesion.model.inference import KEEP_KNOWN, predict, unknown_scores, unknown_threshold
 
@@ -42,12 +43,12 @@ class EnsembleRun(View):
     training: TrainingDevice
 
 
-def out_of_fold(members: list[Path], table: pd.DataFrame, prepared: Path, where: str, device) -> dict:
-    """Each fold model's predictions on its own validation rows: balanced accuracy and accuracy
-    over all of them, and the unknown threshold that keeps KEEP_KNOWN of them known."""
+def out_of_fold(members: list[tuple[nn.Module, dict]], table: pd.DataFrame, prepared: Path, where: str, device) -> dict:
+    """Each fold model's predictions on its own validation rows (`members`: the (model, info)
+    of folds 0, 1, ...): balanced accuracy and accuracy over all of them, and the unknown
+    threshold that keeps KEEP_KNOWN of them known."""
     probabilities, labels = [], []
-    for fold, path in enumerate(members):
-        model, info = load_checkpoint(path, CLASSES)
+    for fold, (model, info) in enumerate(members):
         model = model.to(device, memory_format=memory_format(device))
         _, validation = fold_manifests(table, fold, where)
         dataset = model_dataset(prepared, validation, info, f"{where}, fold {fold}")
@@ -107,14 +108,16 @@ def main() -> None:
         log.info("one fold: %s is %s", args.out, members[0])
         return
 
-    infos = [load_checkpoint(path, CLASSES)[1] for path in members]
+    checkpoints = [read_checkpoint(path) for path in members]  # each file read once
+    models = [build_checkpoint(checkpoint, path, CLASSES) for checkpoint, path in zip(checkpoints, members)]
+    infos = [info for _, info in models]
     for key in SHARED:
         values = [info.get(key) for info in infos]
         if any(value != values[0] for value in values):
             raise DataError(f"the fold models differ in {key} ({dict(zip(map(str, members), values))}): retrain them")
-    oof = out_of_fold(members, table, args.prepared, str(args.folds), select_device(params.training.device))
+    oof = out_of_fold(models, table, args.prepared, str(args.folds), select_device(params.training.device))
     shared = {key: infos[0][key] for key in SHARED if key in infos[0]}
-    save_ensemble(args.out, members, **shared, unknown_threshold=oof.pop("unknown_threshold"), out_of_fold=oof)
+    save_ensemble(args.out, checkpoints, **shared, unknown_threshold=oof.pop("unknown_threshold"), out_of_fold=oof)
     log.info(
         "ensemble of %d fold models; out of fold (%d train+val images): balanced accuracy %.4f; unknown threshold "
         "keeps %.0f%% known",

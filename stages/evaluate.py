@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from skinlesion.atomic import atomic_dir, atomic_file, write_json
@@ -27,8 +28,8 @@ from skinlesion.evaluation.metrics import classification_report
 from skinlesion.evaluation.report import EvaluateRun, evaluation_report, predictions_table, write_curves
 from skinlesion.model.checkpoint import load_checkpoint, model_dataset, uses_metadata
 from skinlesion.model.device import memory_format, select_device
-from skinlesion.model.ensemble import fold_models
-from skinlesion.model.inference import predict, unknown_scores
+from skinlesion.model.ensemble import fold_predictions
+from skinlesion.model.inference import mean_probability, predict, unknown_scores
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +38,13 @@ log = logging.getLogger(__name__)
 FOLD_FIGURES = ("balanced_accuracy", "accuracy", "macro_f1", "macro_auc", "ece")
 
 
-def cross_validation(ensemble, info: dict, loader: DataLoader, device, tta: str, bins: int) -> dict:
-    """Each fold model's test figures (with its temperature and the same TTA), their mean and
-    sample standard deviation over the folds, and the out-of-fold estimate that the ensemble
-    stage measured on train+val (no test image in it)."""
+def cross_validation(folds_logs: list[np.ndarray], y_true: np.ndarray, info: dict, bins: int) -> dict:
+    """Each fold model's test figures (from fold_predictions), their mean and sample standard
+    deviation over the folds, and the out-of-fold estimate that the ensemble stage measured on
+    train+val (no test image in it)."""
     folds = {}
-    for fold, (member, member_info) in enumerate(zip(fold_models(ensemble), info["members"])):
-        log_probabilities, y_true, _ = predict(member, loader, device, tta, member_info.get("temperature", 1.0))
-        report = classification_report(y_true, np.exp(log_probabilities), tuple(info["classes"]), bins)
+    for fold, (logs, member_info) in enumerate(zip(folds_logs, info["members"])):
+        report = classification_report(y_true, np.exp(logs), tuple(info["classes"]), bins)
         folds[str(fold)] = {
             "test": {name: report[name] for name in FOLD_FIGURES},
             "epoch": member_info["epoch"],
@@ -79,15 +79,14 @@ def main() -> None:
     dataset = model_dataset(args.prepared, manifest, info, str(args.prepared / "test.csv"))
     loader = DataLoader(dataset, batch_size=params.evaluate.batch_size, pin_memory=device.type == "cuda")
     temperature, tta = info.get("temperature", 1.0), params.evaluate.tta
-    log_probabilities, y_true, loss = predict(model, loader, device, tta, temperature)
-    probabilities = np.exp(log_probabilities)
-
-    classes = tuple(info["classes"])
-    report = {**evaluation_report(manifest, y_true, probabilities, classes, params.evaluate), "loss": loss, "tta": tta}
     if "members" in info:  # the fold models' ensemble: its figures are the headline, each fold's beside them
+        folds_logs, y_true = fold_predictions(model, loader, device, tta)  # each fold model runs once
+        log_probabilities = mean_probability(torch.from_numpy(np.stack(folds_logs))).numpy()
+        loss = float(-log_probabilities[np.arange(len(y_true)), y_true].mean())
         model_info = {"folds": len(info["members"]), "metadata": uses_metadata(info)}
-        metrics = {"cv": cross_validation(model, info, loader, device, tta, params.evaluate.calibration_bins)}
+        metrics = {"cv": cross_validation(folds_logs, y_true, info, params.evaluate.calibration_bins)}
     else:
+        log_probabilities, y_true, loss = predict(model, loader, device, tta, temperature)
         model_info = {
             "epoch": info["epoch"],
             "val_balanced_accuracy": info["val_balanced_accuracy"],
@@ -95,6 +94,9 @@ def main() -> None:
             "metadata": uses_metadata(info),
         }
         metrics = {}
+    probabilities = np.exp(log_probabilities)
+    classes = tuple(info["classes"])
+    report = {**evaluation_report(manifest, y_true, probabilities, classes, params.evaluate), "loss": loss, "tta": tta}
     if "unknown_threshold" in info:  # test images are all of known classes: the share called unknown wrongly
         report["unknown_rate"] = float((unknown_scores(probabilities) > info["unknown_threshold"]).mean())
         model_info["unknown_threshold"] = info["unknown_threshold"]

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import REPO, model_info, write_params
+from torch.utils.data import DataLoader, TensorDataset
 
 from skinlesion.classes import CLASSES
 from skinlesion.config import ParamsError, load_params
@@ -16,9 +17,9 @@ from skinlesion.data.folds import NO_FOLD, fold_manifests
 from skinlesion.errors import DataError
 from skinlesion.evaluation.gradcam import class_maps
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint, save_ensemble
-from skinlesion.model.ensemble import FoldEnsemble
-from skinlesion.model.inference import log_probabilities
+from skinlesion.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, save_ensemble
+from skinlesion.model.ensemble import FoldEnsemble, fold_predictions
+from skinlesion.model.inference import log_probabilities, mean_probability, predict
 
 
 def _pool(lesions_per_class: dict[str, int], images_per_lesion: int = 2, seed: int = 0) -> pd.DataFrame:
@@ -115,7 +116,8 @@ def _model_file(path, seed: int, temperature: float):
 
 def test_an_ensemble_file_loads_as_the_mean_of_its_fold_models_probabilities(tmp_path):
     members = [_model_file(tmp_path / f"{k}.pt", seed=k, temperature=1.0 + k) for k in range(3)]
-    save_ensemble(tmp_path / "model.pt", [tmp_path / f"{k}.pt" for k in range(3)], **model_info(), out_of_fold={})
+    members_read = [read_checkpoint(tmp_path / f"{k}.pt") for k in range(3)]
+    save_ensemble(tmp_path / "model.pt", members_read, **model_info(), out_of_fold={})
     ensemble, info = load_checkpoint(tmp_path / "model.pt", CLASSES)
     assert isinstance(ensemble, FoldEnsemble) and len(info["members"]) == 3
     assert [member["temperature"] for member in info["members"]] == [1.0, 2.0, 3.0]
@@ -131,3 +133,16 @@ def test_an_ensemble_file_loads_as_the_mean_of_its_fold_models_probabilities(tmp
     targets = plain.argmax(dim=1)
     maps = class_maps(ensemble, images, targets)
     assert torch.allclose(maps, torch.stack([class_maps(member, images, targets) for member in members]).mean(0))
+
+
+def test_evaluate_runs_each_fold_model_once_and_averages_as_the_ensemble_does(tmp_path):
+    members = [_model_file(tmp_path / f"{k}.pt", seed=k, temperature=1.0 + k) for k in range(3)]
+    ensemble = FoldEnsemble(members, [1.0, 2.0, 3.0]).eval()
+    labels = torch.tensor([0, 3, 5, 7, 1])
+    loader = DataLoader(TensorDataset(torch.randn(5, 3, 32, 32), labels), batch_size=2)
+    folds_logs, y_true = fold_predictions(ensemble, loader, torch.device("cpu"), "flips")
+    expected, expected_true, _ = predict(ensemble, loader, torch.device("cpu"), "flips")
+    assert len(folds_logs) == 3 and (y_true == labels.numpy()).all() and (expected_true == y_true).all()
+    assert np.allclose(mean_probability(torch.from_numpy(np.stack(folds_logs))).numpy(), expected, atol=1e-5)
+    alone, _, _ = predict(members[2], loader, torch.device("cpu"), "flips", temperature=3.0)
+    assert np.array_equal(folds_logs[2], alone)

@@ -25,12 +25,26 @@ def save_checkpoint(path: str | Path, model: nn.Module, **info) -> None:
         torch.save({"state_dict": state, **info}, tmp)
 
 
-def save_ensemble(path: str | Path, members: list[Path], **info) -> None:
-    """Save the fold models at `members` (save_checkpoint's files) as one model file, with
-    `info` (the preprocessing they share, the ensemble's unknown threshold, ...)."""
-    checkpoints = [torch.load(member, map_location="cpu", weights_only=True) for member in members]
+def save_ensemble(path: str | Path, members: list[dict], **info) -> None:
+    """Save the fold models `members` (read_checkpoint's dicts of save_checkpoint's files) as one
+    model file, with `info` (the preprocessing they share, the ensemble's unknown threshold, ...)."""
     with atomic_file(path) as tmp:
-        torch.save({"members": checkpoints, **info}, tmp)
+        torch.save({"members": members, **info}, tmp)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The dict that save_checkpoint or save_ensemble wrote to `path` (tensors on the CPU), read
+    without running any code a crafted file may hold."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise WeightsError(f"{path}: not a loadable model file ({error})") from error
+    if not isinstance(checkpoint, dict):
+        raise WeightsError(f"{path}: not a model of this project (holds a {type(checkpoint).__name__})")
+    return checkpoint
 
 
 def load_checkpoint(path: str | Path, classes: tuple[str, ...] | None = None) -> tuple[nn.Module, dict]:
@@ -41,15 +55,11 @@ def load_checkpoint(path: str | Path, classes: tuple[str, ...] | None = None) ->
     With `classes`, the model must predict exactly those classes in that order (evaluate
     and gradcam score it against labels in the project's order).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise WeightsError(f"{path}: not a loadable model file ({error})") from error
-    if not isinstance(checkpoint, dict):
-        raise WeightsError(f"{path}: not a model of this project (holds a {type(checkpoint).__name__})")
+    return build_checkpoint(read_checkpoint(path), Path(path), classes)
+
+
+def build_checkpoint(checkpoint: dict, path: Path, classes: tuple[str, ...] | None) -> tuple[nn.Module, dict]:
+    """load_checkpoint's (model, info) from the dict read_checkpoint read from `path`."""
     if "members" not in checkpoint:
         return _build(checkpoint, path, classes)
     models, infos = zip(*(_build(member, path, classes) for member in checkpoint["members"]))

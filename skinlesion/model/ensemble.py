@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
-from skinlesion.model.inference import forward
+from skinlesion.model.inference import TTA, log_probabilities, mean_probability, predict
 
 
 class FoldEnsemble(nn.Module):
@@ -20,19 +20,27 @@ class FoldEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.temperatures = list(temperatures)
 
-    def member_log_probabilities(self, images: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
-        """(members, N, C): each fold model's log class probabilities."""
-        return torch.stack(
-            [
-                torch.log_softmax(forward(member, images, metadata).float() / temperature, dim=1)
-                for member, temperature in zip(self.members, self.temperatures)
-            ]
-        )
-
     def forward(self, images: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.logsumexp(self.member_log_probabilities(images, metadata), dim=0) - math.log(len(self.members))
+        logs = [
+            log_probabilities(member, images, temperature=temperature, metadata=metadata)
+            for member, temperature in zip(self.members, self.temperatures)
+        ]
+        return mean_probability(torch.stack(logs))
 
 
 def fold_models(model: nn.Module) -> list[nn.Module]:
     """A FoldEnsemble's fold models, or a single model as a list of one."""
     return list(model.members) if isinstance(model, FoldEnsemble) else [model]
+
+
+def fold_predictions(
+    ensemble: FoldEnsemble, loader: DataLoader, device: torch.device, tta: TTA
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each fold model's log class probabilities over `loader` (with its own temperature and
+    the same TTA), one array per fold model, and the true class indices. Their mean_probability
+    is the ensemble's prediction."""
+    runs = [
+        predict(member, loader, device, tta, temperature)
+        for member, temperature in zip(ensemble.members, ensemble.temperatures)
+    ]
+    return [logs for logs, _, _ in runs], runs[0][1]

@@ -51,9 +51,13 @@ def log_probabilities(
     for every view), in full precision."""
     views = tta_views(images, tta)
     logs = [torch.log_softmax(forward(model, view, metadata).float() / temperature, dim=1) for view in views]
-    if len(logs) == 1:
-        return logs[0]
-    return torch.logsumexp(torch.stack(logs), dim=0) - math.log(len(logs))
+    return logs[0] if len(logs) == 1 else mean_probability(torch.stack(logs))
+
+
+def mean_probability(log_probabilities: torch.Tensor) -> torch.Tensor:
+    """(K, N, C) log class probabilities (of K views, or of K models) -> (N, C): the log of
+    their mean probability."""
+    return torch.logsumexp(log_probabilities, dim=0) - math.log(len(log_probabilities))
 
 
 @torch.no_grad()

@@ -162,10 +162,16 @@ def stages_run(output: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def built_tiny(tmp_path_factory) -> Path:
-    """The tiny pipeline run once for the whole session; tests take copies (copy_built)."""
+    """The tiny pipeline run once from scratch for the whole session; tests take copies
+    (copy_built), and first_repro tells what that run printed."""
     repo = copy_repo(tmp_path_factory.mktemp("tiny") / "repo", TINY)
-    run_dvc("repro", cwd=repo)
+    (repo.parent / "first-repro.txt").write_text(run_dvc("repro", cwd=repo))
     return repo
+
+
+def first_repro(built: Path) -> str:
+    """What the `dvc repro` that built `built` (built_tiny's repository) printed."""
+    return (built.parent / "first-repro.txt").read_text()
 
 
 def copy_built(built: Path, target: Path, *, untrained: bool = False) -> Path:

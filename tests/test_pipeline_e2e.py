@@ -16,7 +16,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ALL_STAGES, TINY, copy_repo, run_command, run_dvc, serve_folder, stages_run, write_params
+from conftest import (
+    ALL_STAGES,
+    TINY,
+    copy_built,
+    copy_repo,
+    first_repro,
+    run_command,
+    run_dvc,
+    serve_folder,
+    stages_run,
+    write_params,
+)
 from PIL import Image
 
 from skinlesion.data.arrays import read_manifest
@@ -24,14 +35,14 @@ from skinlesion.data.metadata import FIELDS, check_metadata
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    return copy_repo(tmp_path_factory.mktemp("e2e") / "repo", TINY)
+def repo(built_tiny, tmp_path_factory) -> Path:
+    """A copy of the tiny pipeline as built from scratch (built_tiny), for this module's tests."""
+    return copy_built(built_tiny, tmp_path_factory.mktemp("e2e") / "repo")
 
 
 @pytest.mark.slow
-def test_repro_experiments_and_metrics(repo):
-    output = run_dvc("repro", cwd=repo)
-    assert stages_run(output) == ALL_STAGES
+def test_repro_experiments_and_metrics(repo, built_tiny):
+    assert stages_run(first_repro(built_tiny)) == ALL_STAGES  # the run from scratch that built it
     for path in [
         "data/prepared/train.npy",
         "data/prepared/test.csv",

@@ -109,13 +109,13 @@ def main() -> None:
         return
 
     checkpoints = [read_checkpoint(path) for path in members]  # each file read once
-    models = [build_checkpoint(checkpoint, path, CLASSES) for checkpoint, path in zip(checkpoints, members)]
-    infos = [info for _, info in models]
+    loaded = [build_checkpoint(checkpoint, path, CLASSES) for checkpoint, path in zip(checkpoints, members)]
+    infos = [info for _, info in loaded]
     for key in SHARED:
         values = [info.get(key) for info in infos]
         if any(value != values[0] for value in values):
             raise DataError(f"the fold models differ in {key} ({dict(zip(map(str, members), values))}): retrain them")
-    oof = out_of_fold(models, table, args.prepared, str(args.folds), select_device(params.training.device))
+    oof = out_of_fold(loaded, table, args.prepared, str(args.folds), select_device(params.training.device))
     shared = {key: infos[0][key] for key in SHARED if key in infos[0]}
     save_ensemble(args.out, checkpoints, **shared, unknown_threshold=oof.pop("unknown_threshold"), out_of_fold=oof)
     log.info(

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from skinlesion.model.inference import TTA, log_probabilities, mean_probability, predict
+from skinlesion.model.inference import TTA, device_batches, log_probabilities, mean_probability
 
 
 class FoldEnsemble(nn.Module):
@@ -33,14 +33,17 @@ def fold_models(model: nn.Module) -> list[nn.Module]:
     return list(model.members) if isinstance(model, FoldEnsemble) else [model]
 
 
+@torch.no_grad()
 def fold_predictions(
     ensemble: FoldEnsemble, loader: DataLoader, device: torch.device, tta: TTA
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Each fold model's log class probabilities over `loader` (with its own temperature and
-    the same TTA), one array per fold model, and the true class indices. Their mean_probability
-    is the ensemble's prediction."""
-    runs = [
-        predict(member, loader, device, tta, temperature)
-        for member, temperature in zip(ensemble.members, ensemble.temperatures)
-    ]
-    return [logs for logs, _, _ in runs], runs[0][1]
+    the same TTA), one array per fold model, and the true class indices, in one pass over the
+    loader. Their mean_probability is the ensemble's prediction."""
+    ensemble.eval()
+    logs, targets = [], []
+    for images, labels, metadata in device_batches(loader, device):
+        members = zip(ensemble.members, ensemble.temperatures)
+        logs.append(torch.stack([log_probabilities(m, images, tta, t, metadata) for m, t in members]))
+        targets.append(labels)
+    return list(torch.cat(logs, dim=1).cpu().numpy()), torch.cat(targets).numpy()

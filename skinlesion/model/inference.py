@@ -5,6 +5,7 @@ and the unknown score, which says how unlike every training class an image looks
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -60,6 +61,17 @@ def mean_probability(log_probabilities: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(log_probabilities, dim=0) - math.log(len(log_probabilities))
 
 
+def device_batches(
+    loader: DataLoader, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """The batches of `loader` (images, labels and, for a model that fuses metadata, metadata)
+    as (images on `device` in its memory format, labels where the loader left them, metadata
+    on `device` or None)."""
+    for images, labels, *metadata in loader:
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
+        yield images, labels, metadata[0].to(device, non_blocking=True) if metadata else None
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module, loader: DataLoader, device: torch.device, tta: TTA = "none", temperature: float = 1.0
@@ -71,9 +83,7 @@ def predict(
     """
     model.eval()
     probabilities, targets, losses = [], [], []
-    for images, labels, *metadata in loader:  # everything stays on the device until the end: no waiting per batch
-        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
-        inputs = metadata[0].to(device, non_blocking=True) if metadata else None
+    for images, labels, inputs in device_batches(loader, device):  # all stays on the device: no waiting per batch
         logs = log_probabilities(model, images, tta, temperature, inputs)
         losses.append(nn.functional.nll_loss(logs, labels.to(device, non_blocking=True), reduction="sum"))
         probabilities.append(logs)

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 FOLD_FIGURES = ("balanced_accuracy", "accuracy", "macro_f1", "macro_auc", "ece")
 
 
-def cross_validation(folds_logs: list[np.ndarray], y_true: np.ndarray, info: dict, bins: int) -> dict:
+def cross_validation(folds_logs: np.ndarray, y_true: np.ndarray, info: dict, bins: int) -> dict:
     """Each fold model's test figures (from fold_predictions), their mean and sample standard
     deviation over the folds, and the out-of-fold estimate that the ensemble stage measured on
     train+val (no test image in it)."""
@@ -81,7 +81,7 @@ def main() -> None:
     temperature, tta = info.get("temperature", 1.0), params.evaluate.tta
     if "members" in info:  # the fold models' ensemble: its figures are the headline, each fold's beside them
         folds_logs, y_true = fold_predictions(model, loader, device, tta)  # each fold model runs once
-        log_probabilities = mean_probability(torch.from_numpy(np.stack(folds_logs))).numpy()
+        log_probabilities = mean_probability(torch.from_numpy(folds_logs)).numpy()
         loss = float(-log_probabilities[np.arange(len(y_true)), y_true].mean())
         model_info = {"folds": len(info["members"]), "metadata": uses_metadata(info)}
         metrics = {"cv": cross_validation(folds_logs, y_true, info, params.evaluate.calibration_bins)}

@@ -143,6 +143,6 @@ def test_evaluate_runs_each_fold_model_once_and_averages_as_the_ensemble_does(tm
     folds_logs, y_true = fold_predictions(ensemble, loader, torch.device("cpu"), "flips")
     expected, expected_true, _ = predict(ensemble, loader, torch.device("cpu"), "flips")
     assert len(folds_logs) == 3 and (y_true == labels.numpy()).all() and (expected_true == y_true).all()
-    assert np.allclose(mean_probability(torch.from_numpy(np.stack(folds_logs))).numpy(), expected, atol=1e-5)
+    assert np.allclose(mean_probability(torch.from_numpy(folds_logs)).numpy(), expected, atol=1e-5)
     alone, _, _ = predict(members[2], loader, torch.device("cpu"), "flips", temperature=3.0)
     assert np.array_equal(folds_logs[2], alone)

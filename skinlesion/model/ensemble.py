@@ -36,14 +36,14 @@ def fold_models(model: nn.Module) -> list[nn.Module]:
 @torch.no_grad()
 def fold_predictions(
     ensemble: FoldEnsemble, loader: DataLoader, device: torch.device, tta: TTA
-) -> tuple[list[np.ndarray], np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Each fold model's log class probabilities over `loader` (with its own temperature and
-    the same TTA), one array per fold model, and the true class indices, in one pass over the
-    loader. Their mean_probability is the ensemble's prediction."""
+    the same TTA), as (folds, N, C), and the true class indices, in one pass over the loader.
+    Their mean_probability is the ensemble's prediction."""
     ensemble.eval()
     logs, targets = [], []
     for images, labels, metadata in device_batches(loader, device):
         members = zip(ensemble.members, ensemble.temperatures)
         logs.append(torch.stack([log_probabilities(m, images, tta, t, metadata) for m, t in members]))
         targets.append(labels)
-    return list(torch.cat(logs, dim=1).cpu().numpy()), torch.cat(targets).numpy()
+    return torch.cat(logs, dim=1).cpu().numpy(), torch.cat(targets).numpy()

@@ -21,7 +21,7 @@ from benchmarks import publish
 from skinlesion.classes import CLASSES
 from skinlesion.model.architectures import build_model
 from skinlesion.model.device import autocast_dtype, compile_model, configure_backends, select_device
-from skinlesion.training.loop import train_step
+from skinlesion.training.epoch import train_step
 
 
 def images_per_second(

@@ -77,7 +77,7 @@ def project_rate(root: Path, images: list[str], size: int, workers: int) -> floa
 def run_stage_with_peak_memory(folder: Path, data_root: Path, size: int) -> dict:
     """Run the prepare-split stage in `folder`; return wall time and peak summed RSS."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["prepare"].update(image_size=size, workers=0)
+    params["prepare"].update(image_size=size, workers="auto")
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [

@@ -51,12 +51,12 @@ from skinlesion.data.isic import IMAGE_DIR, ImageSource
 from skinlesion.data.prepare import decode_all
 from skinlesion.data.synthetic import SampleParams, plan_sample, write_sample
 from skinlesion.model.architectures import build_model
-from skinlesion.model.device import compile_model, configure_backends, memory_format, select_device
-from skinlesion.training.loop import Trainer, train_one_epoch
-from skinlesion.training.optim import make_optimizer, make_scaler
-from skinlesion.training.params import TrainingParams, TrainRun
+from skinlesion.model.device import configure_backends, select_device
+from skinlesion.seeding import seed_everything
+from skinlesion.training.epoch import train_one_epoch
+from skinlesion.training.params import TrainRun
+from skinlesion.training.trainer import assemble_trainer
 from skinlesion.transforms.augment import train_transform
-from skinlesion.transforms.batched import BatchAugment
 from skinlesion.transforms.normalize import normalize
 
 
@@ -139,33 +139,18 @@ def time_plain_loop(loader: DataLoader, device: torch.device, *, steps: int, war
     return seen / (time.perf_counter() - start)
 
 
-def project_loop(
-    loader, device: torch.device, settings: TrainingParams, augment: BatchAugment | None
-) -> Callable[[int], None]:
-    """The train stage's epoch loop on a fresh DenseNet121, as a function of how many batches
-    of `loader` (cycled) to train on."""
-    torch.manual_seed(0)
-    net = build_model("densenet121", len(CLASSES), "none").to(device, memory_format=memory_format(device))
-    optimizer, scheduler = make_optimizer(net, settings)
-    trainer = Trainer(
-        net=net,
-        model=compile_model(net, settings.compile),
-        criterion=nn.CrossEntropyLoss(),
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scaler=make_scaler(device, settings.precision),
-        train_loader=loader,
-        val_loader=loader,
-        device=device,
-        augment=augment,
-    )
+def project_loop(loader, device: torch.device, params: TrainRun, targets: np.ndarray) -> Callable[[int], None]:
+    """The train stage's epoch loop on a fresh model of `params`, as the train stage builds it
+    (assemble_trainer), as a function of how many batches of `loader` (cycled) to train on."""
+    seed_everything(0)
+    trainer = assemble_trainer(params, device, loader, loader, targets)
     batches, generator = _forever(loader), torch.Generator().manual_seed(0)
 
     def run(count: int) -> None:
         train_one_epoch(
             dataclasses.replace(trainer, train_loader=itertools.islice(batches, count)),
             0,
-            settings,
+            params.training,
             generator=generator,
         )
 
@@ -208,25 +193,17 @@ def time_loader(loader: DataLoader, *, steps: int, warmup: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def time_model_step(
-    device: torch.device,
-    size: int,
-    batch: int,
-    settings: TrainingParams,
-    augment: BatchAugment | None,
-    *,
-    steps: int,
-    warmup: int,
-) -> float:
-    """Images per second of the project's loop (after `augment`, if given) on one batch already on the device."""
-    if augment is None:
+def time_model_step(device: torch.device, batch: int, params: TrainRun, *, steps: int, warmup: int) -> float:
+    """Images per second of the project's loop (augmenting on the device, if `params` say so)
+    on one batch already on the device."""
+    size = params.prepare.image_size
+    if params.training.augment_on == "loader":
         images = torch.randn(batch, 3, size, size, device=device)
     else:
         images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
     labels = torch.randint(0, len(CLASSES), (batch,))  # on the host, as the loader delivers them
-    return time_project(
-        project_loop([(images, labels)], device, settings, augment), device, batch, steps=steps, warmup=warmup
-    )
+    run = project_loop([(images, labels)], device, params, labels.numpy())
+    return time_project(run, device, batch, steps=steps, warmup=warmup)
 
 
 def _forever(loader):
@@ -273,30 +250,37 @@ def main() -> None:
         params = load_params(TrainRun)
         # the published augmentation of params.yaml, every image augmented alike (as on the device)
         augmentation = params.augmentation.model_copy(update={"real_images": "augment"})
-        augment = BatchAugment(augmentation, args.size).to(device) if args.augment_on == "device" else None
         changes = dict(
             precision=args.precision,
             augment_on=args.augment_on,
             compile=args.compile,
             learning_rate=1e-4,
             grad_clip_norm=0.0,
+            loss="cross_entropy",
+            label_smoothing=0.0,
         )
-        settings = params.training.model_copy(update=changes)
+        params = params.model_copy(
+            update={
+                "augmentation": augmentation,
+                "prepare": params.prepare.model_copy(update={"image_size": args.size}),
+                "training": params.training.model_copy(update=changes),
+            }
+        )
         project_set = ImageArrayDataset(
             array_path.parent,
             manifest,
-            v2.Identity() if augment else train_transform(params=augmentation, size=args.size),
+            v2.Identity() if args.augment_on == "device" else train_transform(params=augmentation, size=args.size),
         )
         project_loader = DataLoader(
             project_set, num_workers=args.workers, persistent_workers=args.workers > 0, **common
         )
         timing = dict(steps=args.steps, warmup=args.warmup)
         baseline = time_plain_loop(baseline_loader, device, **timing)
-        run = project_loop(project_loader, device, settings, augment)
+        run = project_loop(project_loader, device, params, targets)
         project = time_project(run, device, args.batch, **timing)
         waits = host_waits_per_step(run, device, min(args.steps, 10))
         loader_alone = time_loader(project_loader, **timing)
-        model_alone = time_model_step(device, args.size, args.batch, settings, augment, **timing)
+        model_alone = time_model_step(device, args.batch, params, **timing)
 
     report = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or device.type,

@@ -7,5 +7,7 @@ transforms/      normalisation and the published augmentation (per image, or per
 model/           torchvision backbones, the model file, devices, batched inference
 training/        the training loop, its params, resuming, several processes
 evaluation/      metrics, the test report, Grad-CAM
-predict.py, cli.py   the `skinlesion` command (predict, import-isic, check-params, params-schema)
+predict.py, cli.py   the `skinlesion` command (predict, import-isic, check-params, run-profile,
+                     params-schema)
+entry.py         how stages and the command start: known errors as one line, not a traceback
 """

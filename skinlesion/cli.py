@@ -3,6 +3,7 @@
 skinlesion predict IMAGE ... [--model models/model.pt] [--device auto] [--cam DIR]
 skinlesion import-isic [--test] [--out data/isic2019]
 skinlesion check-params [params.yaml ...]
+skinlesion run-profile NAME [dvc exp run arguments ...]
 skinlesion params-schema [--out params.schema.json]
 """
 
@@ -94,21 +95,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from skinlesion.config import ParamsError
-    from skinlesion.errors import DataError
-    from skinlesion.model.architectures import WeightsError
+    from skinlesion.entry import LOG_FORMAT, report_errors
 
     args, extra = parser().parse_known_args(argv)
     if extra and args.command != "run-profile":
         parser().error(f"unrecognized arguments: {' '.join(extra)}")
     args.dvc_args = extra
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        status = args.run(args)
-    except (ParamsError, DataError, WeightsError, FileNotFoundError) as error:
-        print(f"skinlesion {args.command}: error: {error}", file=sys.stderr)
-        status = 2
-    sys.exit(status)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    sys.exit(report_errors(f"skinlesion {args.command}", lambda: args.run(args)))
 
 
 if __name__ == "__main__":

@@ -77,8 +77,9 @@ def _describe(error: dict, schema: type[BaseModel], mapping: dict) -> str:
     loc = tuple(error["loc"])
     kind, value = error["type"], error.get("input")
     message = error["msg"].removeprefix("Value error, ")
-    if kind == "value_error" and (match := _FIELD_PREFIX.match(message)):
-        model = _model_at(schema, loc)
+    if kind == "value_error":  # the project's own check: its message says what it got
+        match = _FIELD_PREFIX.match(message)
+        model = _model_at(schema, loc) if match else None
         if model and match.group(1) in model.model_fields:  # a check of several keys names its key
             loc, message = (*loc, match.group(1)), match.group(2)
     elif kind == "extra_forbidden":

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field
 
 from skinlesion.config import Section, load_params
-from skinlesion.data.cv import CvParams
+from skinlesion.data.assign_folds import CvParams
 from skinlesion.data.prepare import PrepareParams
 from skinlesion.data.synthetic import SampleParams
 from skinlesion.evaluation.gradcam import GradcamParams

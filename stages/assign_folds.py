@@ -14,8 +14,9 @@ from pathlib import Path
 from skinlesion.atomic import atomic_file
 from skinlesion.config import load_params
 from skinlesion.data.arrays import class_counts, read_manifest, write_manifest
-from skinlesion.data.cv import CvRun, fold_table
+from skinlesion.data.assign_folds import CvRun, fold_table
 from skinlesion.data.folds import FOLD
+from skinlesion.entry import run_stage
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,6 @@ def main() -> None:
     parser.add_argument("--prepared", type=Path, required=True, help="prepare-split output folder")
     parser.add_argument("--out", type=Path, required=True, help="CSV for the fold table")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(CvRun).cv
 
     train, val = (read_manifest(args.prepared / f"{split}.csv") for split in ("train", "val"))
@@ -38,4 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -14,6 +14,7 @@ from pathlib import Path
 from skinlesion.atomic import atomic_file, write_json
 from skinlesion.config import load_params
 from skinlesion.data.arrays import class_counts, read_manifest, write_manifest
+from skinlesion.entry import run_stage
 from skinlesion.resampling.oversample import (
     OversampleRun,
     balanced_manifest,
@@ -32,7 +33,6 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, required=True, help="JSON file for the counts")
     parser.add_argument("--plot", type=Path, required=True, help="PNG grid of originals and copies")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(OversampleRun)
 
     kept = read_manifest(args.kept)
@@ -46,4 +46,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

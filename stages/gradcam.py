@@ -20,8 +20,10 @@ from skinlesion.atomic import atomic_dir
 from skinlesion.classes import CLASSES
 from skinlesion.config import load_params
 from skinlesion.data.arrays import read_manifest
+from skinlesion.entry import run_stage
 from skinlesion.evaluation.gradcam import GradcamRun, choose_samples, explain_samples
-from skinlesion.model.checkpoint import load_checkpoint, model_dataset
+from skinlesion.model.checkpoint import load_for_inference, model_dataset
+from skinlesion.model.device import select_device
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,10 @@ def main() -> None:
     parser.add_argument("--predictions", type=Path, required=True, help="evaluate's per-image predictions")
     parser.add_argument("--out", type=Path, required=True, help="folder for the overlay PNGs")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params(GradcamRun).gradcam
+    params = load_params(GradcamRun)
 
-    model, info = load_checkpoint(args.model, CLASSES)
-    samples = choose_samples(pd.read_csv(args.predictions), params)
+    model, info = load_for_inference(args.model, select_device(params.training.device), CLASSES)
+    samples = choose_samples(pd.read_csv(args.predictions), params.gradcam)
     manifest = read_manifest(args.prepared / "test.csv").set_index("image").loc[samples["image"]].reset_index()
     dataset = model_dataset(args.prepared, manifest, info, str(args.prepared / "test.csv"))
     with atomic_dir(args.out) as tmp:
@@ -50,4 +51,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -4,13 +4,13 @@ target with K-Means (skinlesion.resampling.kmeans). Only the fold's training row
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from skinlesion.atomic import atomic_file, write_json
 from skinlesion.config import load_params
 from skinlesion.data.arrays import ManifestImages, class_counts, read_manifest, write_manifest
 from skinlesion.data.folds import fold_manifests
+from skinlesion.entry import run_stage
 from skinlesion.resampling.kmeans import UndersampleRun, plot_clusters, undersample
 
 
@@ -23,7 +23,6 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, required=True, help="JSON file for counts before and after")
     parser.add_argument("--plot", type=Path, required=True, help="PNG of the clusters")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(UndersampleRun).sampling
 
     manifest, _ = fold_manifests(read_manifest(args.folds), args.fold, str(args.folds))
@@ -36,4 +35,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

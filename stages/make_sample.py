@@ -10,6 +10,7 @@ from pathlib import Path
 from skinlesion.atomic import atomic_dir
 from skinlesion.config import load_params
 from skinlesion.data.synthetic import SampleRun, images_per_class, plan_sample, write_sample
+from skinlesion.entry import run_stage
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder to write the sample into")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(SampleRun).sample
     rows = plan_sample(params)
     with atomic_dir(args.out) as tmp:
@@ -28,4 +28,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from skinlesion.atomic import atomic_files, write_json
 from skinlesion.config import load_params
-from skinlesion.cores import available_cores
 from skinlesion.data.arrays import write_manifest
 from skinlesion.data.isic import ImageSource, read_labels
 from skinlesion.data.prepare import (
@@ -27,6 +26,7 @@ from skinlesion.data.prepare import (
     write_split_arrays,
 )
 from skinlesion.data.split import SPLITS, split_by_lesion
+from skinlesion.entry import run_stage
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for arrays and manifests")
     parser.add_argument("--metrics", type=Path, required=True, help="JSON file for the split counts")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(PrepareRun).prepare
 
     labels = read_labels(args.data_root)
@@ -46,9 +45,7 @@ def main() -> None:
     )
     manifest = assign_rows(labels, split)
     with atomic_files(args.out, OUTPUT_FILES) as tmp:
-        skipped = write_split_arrays(
-            manifest, ImageSource(args.data_root), params, params.workers or available_cores(), tmp
-        )
+        skipped = write_split_arrays(manifest, ImageSource(args.data_root), params, params.decoding_processes(), tmp)
         if len(skipped):
             log.warning("skipped %d images; see %s", len(skipped), args.out / "skipped.csv")
             manifest = drop_skipped(manifest, skipped, tmp)
@@ -61,4 +58,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

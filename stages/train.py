@@ -14,6 +14,7 @@ from pathlib import Path
 
 from skinlesion.config import load_params
 from skinlesion.data.folds import FoldData
+from skinlesion.entry import run_stage
 from skinlesion.model.device import select_device
 from skinlesion.training.distributed import backend_for, check_world, connect, disconnect, launch, launched_world
 from skinlesion.training.live import MemoryLive
@@ -40,8 +41,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     world = launched_world()
-    prefix = f"rank {world.rank}: " if world.distributed else ""
-    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s {prefix}%(name)s: %(message)s")
+    if world.distributed:  # each process's lines say which rank wrote them
+        logging.basicConfig(
+            level=logging.INFO, format=f"%(levelname)s rank {world.rank}: %(name)s: %(message)s", force=True
+        )
     params = load_params(TrainRun)
     settings = params.training
     if settings.processes > 1 and "WORLD_SIZE" not in os.environ:
@@ -74,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -11,7 +11,8 @@ import torchvision
 from conftest import model_info, run_module, write_params
 
 from skinlesion.classes import CLASSES
-from skinlesion.model.architectures import WeightsError, build_model
+from skinlesion.errors import WeightsError
+from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
 from skinlesion.training.resume import load_state
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 from skinlesion.config import load_params
 from skinlesion.model.checkpoint import load_checkpoint
 from skinlesion.training.distributed import DistributedError, World, check_world, launched_world, share_buffers
-from skinlesion.training.loop import validate
+from skinlesion.training.epoch import validate
 from skinlesion.training.params import TrainRun
 
 TRAIN_ARGS = (

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from skinlesion.classes import CLASSES
 from skinlesion.config import ParamsError, load_params
 from skinlesion.data.arrays import ImageWriter, ManifestImages
-from skinlesion.data.cv import CvRun, assign_folds, fold_table
+from skinlesion.data.assign_folds import CvRun, assign_folds, fold_table
 from skinlesion.data.folds import NO_FOLD, fold_manifests
 from skinlesion.errors import DataError
 from skinlesion.evaluation.gradcam import class_maps

@@ -6,7 +6,8 @@ import torch
 import torchvision
 
 from skinlesion.classes import CLASSES
-from skinlesion.model.architectures import WeightsError, build_model
+from skinlesion.errors import WeightsError
+from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
 
 

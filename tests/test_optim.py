@@ -41,3 +41,22 @@ def test_cosine_schedule_warms_up_then_decays():
     assert factors[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
     assert all(a > b for a, b in zip(factors[2:], factors[3:]))
     assert factors[-1] > 0
+
+
+def test_weighted_cross_entropy_weighs_each_image_by_its_class():
+    settings = SETTINGS.model_copy(update={"loss": "weighted_cross_entropy"})
+    targets = np.array([0, 0, 0, 1])  # the training labels: class 0 three times as common
+    criterion = make_criterion(settings, targets, 3)
+    logits, labels = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), torch.tensor([0, 1])
+    per_image = -torch.log_softmax(logits, dim=1)[[0, 1], [0, 1]]
+    weights = torch.tensor([4 / 9, 4 / 3])  # inverse frequency of each image's class
+    assert criterion(logits, labels).item() == pytest.approx(((weights * per_image).sum() / weights.sum()).item())
+
+
+def test_label_smoothing_spreads_its_share_over_every_class():
+    settings = SETTINGS.model_copy(update={"label_smoothing": 0.1})
+    criterion = make_criterion(settings, np.array([0, 1]), 4)
+    logits, labels = torch.tensor([[3.0, 1.0, 0.0, -1.0]]), torch.tensor([0])
+    log_p = torch.log_softmax(logits, dim=1)[0]
+    expected = -(0.9 * log_p[0] + 0.1 * log_p.mean())  # 0.9 on the label, 0.1 spread evenly over 4 classes
+    assert criterion(logits, labels).item() == pytest.approx(expected.item())

@@ -18,12 +18,14 @@ from skinlesion.data.arrays import ImageWriter, read_manifest, write_manifest
 from skinlesion.data.dataset import ImageArrayDataset
 from skinlesion.data.folds import FoldData
 from skinlesion.data.metadata import FEATURES
-from skinlesion.errors import DataError
+from skinlesion.errors import DataError, TrainingError
 from skinlesion.model.architectures import MetadataFusion
 from skinlesion.model.checkpoint import load_checkpoint
-from skinlesion.training import loop as train
+from skinlesion.training import epoch as one_epoch
+from skinlesion.training import loop, trainer
 from skinlesion.training.live import MemoryLive
-from skinlesion.training.loop import TrainingError, fit
+from skinlesion.training.loaders import crowded_cores
+from skinlesion.training.loop import fit
 from skinlesion.training.params import TrainRun
 from skinlesion.training.resume import fingerprint, load_state, save_state
 
@@ -138,7 +140,7 @@ def test_each_steps_loss_is_read_only_after_the_next_step_is_queued(tmp_path, mo
     """Reading a loss makes the host wait for the device; read one step late, the device is
     never left idle while the host prepares the next step."""
     _tiny_sets(tmp_path, count=24)  # three steps per epoch
-    events, original, numbers = [], train.train_step, itertools.count()
+    events, original, numbers = [], one_epoch.train_step, itertools.count()
 
     class Loss:
         def __init__(self, value, step):
@@ -153,20 +155,20 @@ def test_each_steps_loss_is_read_only_after_the_next_step_is_queued(tmp_path, mo
         events.append(("step", next(numbers)))
         return Loss(loss, events[-1][1]), logits
 
-    monkeypatch.setattr(train, "train_step", step)
+    monkeypatch.setattr(one_epoch, "train_step", step)
     fit(_params(epochs=1), _data(tmp_path), tmp_path / "model.pt", MemoryLive())
     assert events == [("step", 0), ("step", 1), ("read", 0), ("step", 2), ("read", 1), ("read", 2)]
 
 
 def test_loader_workers_that_crowd_the_cores_are_named():
-    assert train.crowded_cores(workers=8, processes=1, cores=16) is None
-    assert train.crowded_cores(workers=1, processes=1, cores=2) is None  # the sample profile here
-    message = train.crowded_cores(workers=16, processes=1, cores=16)
+    assert crowded_cores(workers=8, processes=1, cores=16) is None
+    assert crowded_cores(workers=1, processes=1, cores=2) is None  # the sample profile here
+    message = crowded_cores(workers=16, processes=1, cores=16)
     assert message.startswith(
         "training.num_workers 16 with 1 training process(es) makes 17 busy processes on 16 CPU cores"
     )
     assert message.endswith("Set training.num_workers to at most 15.")
-    assert train.crowded_cores(workers=4, processes=4, cores=16).endswith("at most 3.")
+    assert crowded_cores(workers=4, processes=4, cores=16).endswith("at most 3.")
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this platform")
@@ -215,7 +217,7 @@ def test_fingerprint_follows_settings_and_data(tmp_path):
 
 def _fail_in_second_epoch(monkeypatch, error: Exception) -> None:
     """Make the first training step of epoch 1 raise `error`."""
-    original = train.train_step
+    original = one_epoch.train_step
     calls = {"count": 0}
 
     def step(*args, **kwargs):
@@ -224,7 +226,7 @@ def _fail_in_second_epoch(monkeypatch, error: Exception) -> None:
             raise error
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_step", step)
+    monkeypatch.setattr(one_epoch, "train_step", step)
 
 
 def test_out_of_memory_says_which_params_to_lower_and_that_the_run_resumes(tmp_path, monkeypatch):
@@ -257,7 +259,7 @@ def test_other_errors_pass_through_unchanged(tmp_path, monkeypatch):
 def test_a_dying_loader_worker_says_what_to_change(tmp_path, monkeypatch):
     _tiny_sets(tmp_path)
     armed = {"kill": False}  # set after epoch 0; the forked workers of epoch 1 see it
-    original_validate, original_item = train.validate, ImageArrayDataset.__getitem__
+    original_validate, original_item = one_epoch.validate, ImageArrayDataset.__getitem__
 
     def validate_then_arm(*args, **kwargs):
         result = original_validate(*args, **kwargs)
@@ -269,7 +271,7 @@ def test_a_dying_loader_worker_says_what_to_change(tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGKILL)
         return original_item(self, index)
 
-    monkeypatch.setattr(train, "validate", validate_then_arm)
+    monkeypatch.setattr(one_epoch, "validate", validate_then_arm)
     monkeypatch.setattr(ImageArrayDataset, "__getitem__", item)
     with pytest.raises(TrainingError) as caught:
         fit(
@@ -299,8 +301,8 @@ def _small_net(name: str, num_classes: int, weights: str, metadata_features: int
 
 def test_compiled_training_matches_eager_and_saves_the_plain_modules_weights(tmp_path, monkeypatch):
     _tiny_sets(tmp_path)
-    monkeypatch.setattr(train, "build_model", _small_net)  # compiling DenseNet121 takes minutes on a CPU
-    monkeypatch.setattr(train, "finish_model", lambda *args: {})  # it reloads the file as a DenseNet121
+    monkeypatch.setattr(trainer, "build_model", _small_net)  # compiling DenseNet121 takes minutes on a CPU
+    monkeypatch.setattr(loop, "finish_model", lambda *args: {})  # it reloads the file as a DenseNet121
     runs = {}
     for mode in ("none", "default"):
         live = MemoryLive()

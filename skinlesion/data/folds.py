@@ -1,6 +1,6 @@
 """Cross-validation folds over train+val, stratified by class and grouped by lesion: what a
 fold's stages read (the params and the dealing, which only assign-folds reads, are in
-skinlesion.data.cv).
+skinlesion.data.assign_folds).
 
 `cv.folds` lists the folds, [0, 1, ..., K-1]: dvc.yaml runs kmeans-undersample,
 augment-oversample and train once per entry (DVC's `foreach` needs the list; it cannot count
@@ -25,6 +25,11 @@ from skinlesion.errors import DataError
 
 FOLD = "fold"
 NO_FOLD = -1  # a row that no fold validates on (the train split when K = 1)
+
+
+def fold_numbers(table: pd.DataFrame) -> list[int]:
+    """The folds of the fold table `table`, in order."""
+    return sorted(int(fold) for fold in set(table[FOLD]) - {NO_FOLD})
 
 
 def fold_manifests(table: pd.DataFrame, fold: int, where: str) -> tuple[pd.DataFrame, pd.DataFrame]:

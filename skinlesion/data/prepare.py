@@ -12,14 +12,15 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from tqdm import tqdm
 
 from skinlesion.config import Section, View
+from skinlesion.cores import available_cores
 from skinlesion.data.arrays import ImageWriter, class_counts, copy_rows, open_images
 from skinlesion.data.images import decode_or_reason, load_image
 from skinlesion.data.isic import ImageSource
@@ -37,8 +38,22 @@ class PrepareParams(Section):
     skip_bad_images: bool = Field(description="skip (and list) missing or corrupt images instead of failing")
     crop_border: bool = Field(description="cut away a dark circular dermoscope frame (winning ISIC 2019 entry)")
     color_constancy: bool = Field(description="Shades of Gray, Minkowski p=6 (winning ISIC 2019 entry)")
-    workers: int = Field(ge=0, description="decoding processes; 0: one per CPU core this process may use")
-    seed: int
+    workers: Literal["auto"] | int = Field(
+        description="decoding processes; auto: one per CPU core this process may use (its affinity)"
+    )
+    seed: int = Field(description="the split itself: which lesions go to train, val and test")
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_or_a_count(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        was = " (0 no longer means every core)" if value == 0 and not isinstance(value, bool) else ""
+        raise ValueError(f"auto (one process per CPU core) or a number of processes from 1; got {value!r}{was}")
+
+    def decoding_processes(self) -> int:
+        """How many processes decode the images."""
+        return available_cores() if self.workers == "auto" else self.workers
 
     @model_validator(mode="after")
     def _fractions_leave_a_training_split(self) -> PrepareParams:

@@ -26,7 +26,7 @@ class SampleParams(Section):
     num_images: int = Field(gt=0)
     min_per_class: int = Field(gt=0)
     scale: float = Field(ge=0.05, le=1.0, description="size relative to the real 600x450 and 1024x1024 images")
-    seed: int
+    seed: int = Field(description="the synthetic sample's images, labels and lesions")
 
     @model_validator(mode="after")
     def _room_for_every_class(self) -> SampleParams:

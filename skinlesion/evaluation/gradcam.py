@@ -20,6 +20,7 @@ from torch import nn
 
 from skinlesion.config import Section, View
 from skinlesion.model.architectures import cam_layer
+from skinlesion.model.device import TrainingDevice
 from skinlesion.model.ensemble import fold_models
 from skinlesion.model.inference import forward
 
@@ -27,12 +28,13 @@ from skinlesion.model.inference import forward
 class GradcamParams(Section):
     correct_per_class: int = Field(ge=0, description="test images explained per class, rightly classified")
     wrong_per_class: int = Field(ge=0, description="and wrongly classified")
-    seed: int
+    seed: int = Field(description="which test images are explained")
 
 
 class GradcamRun(View):
-    """The params the gradcam stage reads."""
+    """The params the gradcam stage reads: it runs where evaluate does."""
 
+    training: TrainingDevice
     gradcam: GradcamParams
 
 
@@ -154,14 +156,17 @@ def explain_samples(
     models' ensemble, its prediction and the mean of their maps).
 
     images: (N, 3, H, W) model inputs; pixels: the same N images as stored, (H, W, 3) uint8;
-    metadata: (N, F), for a model that fuses metadata.
+    metadata: (N, F), for a model that fuses metadata. The maps are computed on the model's device.
     """
     model.eval()
+    device = next(model.parameters()).device
+    images = images.to(device)
+    metadata = metadata.to(device) if metadata is not None else None
     with torch.no_grad():
-        probabilities = torch.softmax(forward(model, images, metadata), dim=1)
-    predicted_cams = class_maps(model, images, probabilities.argmax(dim=1), metadata)
-    true = torch.tensor([classes.index(label) for label in samples["label"]])
-    true_cams = class_maps(model, images, true, metadata)
+        probabilities = torch.softmax(forward(model, images, metadata), dim=1).cpu()
+    predicted_cams = class_maps(model, images, probabilities.argmax(dim=1).to(device), metadata).cpu()
+    true = torch.tensor([classes.index(label) for label in samples["label"]], device=device)
+    true_cams = class_maps(model, images, true, metadata).cpu()
     note = maps_note(model)
     for i, row in enumerate(samples.itertuples(index=False)):
         predicted = int(probabilities[i].argmax())

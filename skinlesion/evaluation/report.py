@@ -1,29 +1,40 @@
 """What evaluate writes about the test split: the metrics (balanced accuracy first, with a 95%
 bootstrap interval over lesions), one row of predictions per image, and the curves' data.
 
+Probabilities use the model file's temperature (1 when it has none) and evaluate.tta. With the
+model file's unknown threshold, `test.unknown_rate` is the share of test images (all of known
+classes) that the unknown score would call unknown. For the fold models' ensemble `test` is the
+ensemble's, and `cv` holds each fold model's figures (skinlesion.evaluation.cv).
+
 Its params section `evaluate` is defined here, for the evaluate stage only.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from pydantic import Field
+from torch.utils.data import DataLoader
 
 from skinlesion.config import Section, View
 from skinlesion.data.split import lesion_groups
+from skinlesion.evaluation.cv import fold_test_figures
 from skinlesion.evaluation.metrics import bootstrap_interval, classification_report, one_vs_rest_curves, reliability
+from skinlesion.model.checkpoint import uses_metadata
 from skinlesion.model.device import TrainingDevice
-from skinlesion.model.inference import TTA
+from skinlesion.model.ensemble import fold_predictions
+from skinlesion.model.inference import TTA, mean_probability, predict, unknown_scores
 
 
 class EvaluateParams(Section):
     batch_size: int = Field(gt=0)
     bootstrap_resamples: int = Field(gt=0, description="lesions resampled for the 95% interval of balanced accuracy")
     calibration_bins: int = Field(gt=0, description="equal-width confidence bins of the ECE and reliability diagram")
-    seed: int
+    seed: int = Field(description="the lesions the bootstrap interval resamples")
     tta: TTA = Field(
         description="test-time augmentation: none, flips (2 views) or dihedral (8); probabilities averaged"
     )
@@ -34,6 +45,55 @@ class EvaluateRun(View):
 
     training: TrainingDevice
     evaluate: EvaluateParams
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's predictions on the test split and what eval.json says of the model."""
+
+    log_probabilities: np.ndarray  # (N, C)
+    y_true: np.ndarray  # (N,) class indices
+    loss: float  # mean cross-entropy of the reported probabilities
+    model: dict  # eval.json's `model`
+    folds_logs: np.ndarray | None = None  # (folds, N, C) for the fold models' ensemble: each fold model's
+
+
+def score_model(model: torch.nn.Module, info: dict, loader: DataLoader, device: torch.device, tta: TTA) -> Scores:
+    """The test predictions of the model that load_checkpoint gave as (`model`, `info`). For the
+    fold models' ensemble each fold model runs once (fold_predictions) and the ensemble's
+    probabilities are their mean; `folds_logs` keeps the folds' own for fold_test_figures."""
+    if "members" not in info:
+        temperature = info.get("temperature", 1.0)
+        log_probabilities, y_true, loss = predict(model, loader, device, tta, temperature)
+        described = {
+            "epoch": info["epoch"],
+            "val_balanced_accuracy": info["val_balanced_accuracy"],
+            "temperature": temperature,
+            "metadata": uses_metadata(info),
+        }
+        return Scores(log_probabilities, y_true, loss, described)
+    folds_logs, y_true = fold_predictions(model, loader, device, tta)
+    log_probabilities = mean_probability(torch.from_numpy(folds_logs)).numpy()
+    loss = float(-log_probabilities[np.arange(len(y_true)), y_true].mean())
+    described = {"folds": len(info["members"]), "metadata": uses_metadata(info)}
+    return Scores(log_probabilities, y_true, loss, described, folds_logs)
+
+
+def eval_metrics(manifest: pd.DataFrame, scores: Scores, info: dict, params: EvaluateParams) -> dict:
+    """eval.json: `test` (evaluation_report, the loss, the TTA and, when the model has an
+    unknown threshold, `unknown_rate`), `model`, and for an ensemble `cv`."""
+    probabilities = np.exp(scores.log_probabilities)
+    classes = tuple(info["classes"])
+    report = {**evaluation_report(manifest, scores.y_true, probabilities, classes, params), "loss": scores.loss}
+    report["tta"] = params.tta
+    described = dict(scores.model)
+    if "unknown_threshold" in info:  # test images are all of known classes: the share called unknown wrongly
+        report["unknown_rate"] = float((unknown_scores(probabilities) > info["unknown_threshold"]).mean())
+        described["unknown_threshold"] = info["unknown_threshold"]
+    metrics = {"test": report, "model": described}
+    if scores.folds_logs is not None:
+        metrics["cv"] = fold_test_figures(scores.folds_logs, scores.y_true, info, params.calibration_bins)
+    return metrics
 
 
 def evaluation_report(

@@ -12,6 +12,8 @@ import torch
 import torchvision
 from torch import nn
 
+from skinlesion.errors import WeightsError
+
 log = logging.getLogger(__name__)
 
 # torchvision builder and ImageNet weights (the published recipe uses DenseNet121's V1)
@@ -24,10 +26,6 @@ ARCHITECTURES = {
 _OLD_DENSENET_KEY = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
 )
-
-
-class WeightsError(RuntimeError):
-    """Pretrained weights could not be had or do not fit the architecture."""
 
 
 def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from skinlesion.atomic import atomic_file
 from skinlesion.data.dataset import ImageArrayDataset
 from skinlesion.data.metadata import FEATURES, encode_metadata
-from skinlesion.model.architectures import ARCHITECTURES, WeightsError, build_model
+from skinlesion.errors import WeightsError
+from skinlesion.model.architectures import ARCHITECTURES, build_model
+from skinlesion.model.device import on_device
 from skinlesion.model.ensemble import FoldEnsemble
+from skinlesion.model.inference import predict
 from skinlesion.transforms.normalize import normalize
 
 
@@ -56,6 +61,14 @@ def load_checkpoint(path: str | Path, classes: tuple[str, ...] | None = None) ->
     and gradcam score it against labels in the project's order).
     """
     return build_checkpoint(read_checkpoint(path), Path(path), classes)
+
+
+def load_for_inference(
+    path: str | Path, device: torch.device, classes: tuple[str, ...] | None = None
+) -> tuple[nn.Module, dict]:
+    """load_checkpoint's (model, info), the model on `device` in its memory format."""
+    model, info = load_checkpoint(path, classes)
+    return on_device(model, device), info
 
 
 def build_checkpoint(checkpoint: dict, path: Path, classes: tuple[str, ...] | None) -> tuple[nn.Module, dict]:
@@ -108,3 +121,20 @@ def model_dataset(folder: Path, manifest: pd.DataFrame, info: dict, where: str) 
     their metadata (`where` names the manifest in metadata errors)."""
     metadata = encode_metadata(manifest, where) if uses_metadata(info) else None
     return ImageArrayDataset(folder, manifest, input_transform(info), metadata=metadata)
+
+
+def predict_rows(
+    model: nn.Module,
+    info: dict,
+    folder: Path,
+    manifest: pd.DataFrame,
+    where: str,
+    device: torch.device,
+    batch_size: int,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """inference.predict over the rows of `manifest` (model_dataset's), with the temperature
+    in `info` (1 when it has none) and no TTA: how validation images are predicted after
+    training, for the temperature, the unknown threshold and the out-of-fold estimate."""
+    dataset = model_dataset(folder, manifest, info, where)
+    loader = DataLoader(dataset, batch_size=batch_size, pin_memory=device.type == "cuda")
+    return predict(model, loader, device, "none", info.get("temperature", 1.0))

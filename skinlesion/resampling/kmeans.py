@@ -37,7 +37,7 @@ class SamplingParams(ClassTargets):
 
     model_config = ConfigDict(extra="forbid")
     kmeans_clusters: int = Field(gt=0, description="K-Means clusters per undersampled class")
-    seed: int
+    seed: int = Field(description="K-Means' initialisation and the images it keeps")
 
 
 class UndersampleRun(View):

@@ -22,6 +22,7 @@ from skinlesion.atomic import atomic_file
 from skinlesion.config import View
 from skinlesion.data.arrays import ManifestImages
 from skinlesion.resampling.targets import ClassTargets
+from skinlesion.seeding import seed_everything
 from skinlesion.transforms.augment import AugmentationParams, augment
 
 
@@ -81,7 +82,7 @@ def plot_grid(balanced: pd.DataFrame, prepared: Path, params: AugmentationParams
     copies = balanced[balanced["augmented"]]
     labels = list(dict.fromkeys(copies["label"]))
     transform = augment(params=params, size=images.shape[1])
-    torch.manual_seed(params.seed)
+    seed_everything(params.seed)  # the draws of the transform
     fig = Figure(figsize=(1.6 * (per_class + 1), 1.6 * max(1, len(labels))))
     axes = fig.subplots(max(1, len(labels)), per_class + 1, squeeze=False)
     for ax in axes.flat:

@@ -33,7 +33,10 @@ class TrainingParams(Section):
         description="fp32 (TF32 tensor cores on CUDA), or bf16/fp16 autocast on CUDA"
     )
     num_workers: int = Field(ge=0, description="loader processes per training process")
-    seed: int
+    seed: int = Field(
+        description="the initial weights (only the new head's, with ImageNet weights), the order of the batches "
+        "and every augmentation draw of training (real images and copies alike)"
+    )
     lr_schedule: Literal["constant", "cosine"] = Field(description="constant (published), or cosine after warmup")
     warmup_epochs: int = Field(ge=0, description="linear warmup epochs of the cosine schedule")
     weight_decay: float = Field(ge=0, description="Adam's L2 penalty")

@@ -7,7 +7,7 @@ settings and data (a fingerprint of both is stored), and never a run that finish
 An unfinished run lives in its own folder (RunFolder), not in the train stage's outputs: DVC
 empties a stage's outputs before running it, unless they are `persist`, and a stage with a
 persistent output never enters DVC's run cache, which is how fold models trained on other
-machines are restored (README: Cross-validation). The outputs are written once, when the run
+machines are restored (docs/cross-validation.md). The outputs are written once, when the run
 has finished.
 """
 

@@ -26,7 +26,10 @@ class AugmentationParams(Section):
     v_flip: bool
     color_jitter: tuple[float, float, float, float] = Field(description="brightness, contrast, saturation, hue")
     crop_scale: tuple[float, float] = Field(description="RandomResizedCrop's area range")
-    seed: int
+    seed: int = Field(
+        description="which training images augment-oversample copies, and the draws of its example grid; "
+        "training's own augmentation draws from training.seed"
+    )
     hair: float = Field(ge=0, le=1, description="probability of drawing synthetic hairs over a training image")
     frame: float = Field(ge=0, le=1, description="probability of a dark circular dermoscope frame on a training image")
     real_images: Literal["augment", "light"] = Field(

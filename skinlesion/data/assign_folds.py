@@ -21,16 +21,16 @@ class CvParams(Section):
         description="the folds, [0, 1, ..., K-1]: [0] is the single train/val split; [0, 1, 2, 3, 4] is 5-fold "
         "cross-validation over train+val, grouped by lesion (dvc.yaml runs one train stage per fold)"
     )
-    seed: int
+    seed: int = Field(description="which lesions go to which fold (with more than one fold)")
 
     @field_validator("folds", mode="before")
     @classmethod
     def _numbered_from_zero(cls, value: Any) -> Any:
-        count = len(value) if isinstance(value, list | tuple) else 0
-        if count == 0 or list(value) != list(range(count)):
+        listed = list(value) if isinstance(value, list | tuple) else value
+        if not isinstance(listed, list) or not listed or listed != list(range(len(listed))):
             raise ValueError(
                 f"list the folds from 0: [0] for the single train/val split, [0, 1, 2, 3, 4] for 5-fold "
-                f"cross-validation (dvc exp run -S 'cv.folds=[0,1,2,3,4]'); got {value!r}"
+                f"cross-validation (dvc exp run -S 'cv.folds=[0,1,2,3,4]'); got {listed!r}"
             )
         return value
 

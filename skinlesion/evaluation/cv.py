@@ -1,0 +1,138 @@
+"""Cross-validation's figures and the fold models' ensemble file.
+
+The ensemble stage checks that the fold models can be averaged (they share their
+preprocessing), measures the out-of-fold estimate (each train+val image predicted by the one
+fold model that validated on it, never trained on it) and chooses the ensemble's unknown
+threshold on those predictions, so on validation data only, as each fold model's own is; it
+also gathers every fold's validation curves into one table. Evaluate reports each fold
+model's test figures beside the ensemble's, with their mean and standard deviation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from skinlesion.classes import CLASSES
+from skinlesion.config import View
+from skinlesion.data.folds import fold_manifests
+from skinlesion.errors import DataError
+from skinlesion.evaluation.metrics import balanced_accuracy, classification_report
+from skinlesion.model.checkpoint import build_checkpoint, predict_rows, read_checkpoint
+from skinlesion.model.device import Device, on_device
+from skinlesion.model.inference import unknown_scores, unknown_threshold
+
+# what every fold model must share for their probabilities to be averaged over one input
+SHARED = ("arch", "classes", "image_size", "crop_border", "color_constancy", "mean", "std", "metadata")
+# the validation curves that fold_curves gathers from each fold's DVCLive folder
+CURVES = ("balanced_accuracy", "loss", "accuracy")
+# the test figures reported for each fold model, and their mean and standard deviation
+FOLD_FIGURES = ("balanced_accuracy", "accuracy", "macro_f1", "macro_auc", "ece")
+
+
+class ValidationPredictions(View):
+    """The keys of `training` that say how the fold models predict their validation images."""
+
+    device: Device
+    batch_size: int
+
+
+class EnsembleRun(View):
+    """The params the ensemble stage reads (its folds are those of the fold table)."""
+
+    training: ValidationPredictions
+
+
+def fold_model_files(folder: Path, folds: list[int]) -> list[Path]:
+    """The model file of each fold (`folder`/k/model.pt); a DataError names those missing."""
+    files = [folder / str(fold) / "model.pt" for fold in folds]
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        raise DataError(f"fold models not found: {missing} (run dvc repro: the train stages write them)")
+    return files
+
+
+def shared_info(infos: list[dict], files: list[Path]) -> dict:
+    """The SHARED keys of the fold models' infos (load_checkpoint's, in the order of `files`);
+    a DataError names the key and each file's value when they differ."""
+    for key in SHARED:
+        values = [info.get(key) for info in infos]
+        if any(value != values[0] for value in values):
+            raise DataError(f"the fold models differ in {key} ({dict(zip(map(str, files), values))}): retrain them")
+    return {key: infos[0][key] for key in SHARED if key in infos[0]}
+
+
+def out_of_fold_figures(probabilities: np.ndarray, y_true: np.ndarray) -> dict:
+    """The out-of-fold estimate from every train+val image's class probabilities (N, C), each
+    from the fold model that validated on it: images, balanced accuracy, accuracy, and the
+    unknown threshold that keeps KEEP_KNOWN of them known."""
+    y_pred = probabilities.argmax(axis=1)
+    return {
+        "images": len(y_true),
+        "balanced_accuracy": balanced_accuracy(y_true, y_pred, len(CLASSES)),
+        "accuracy": float((y_pred == y_true).mean()),
+        "unknown_threshold": unknown_threshold(unknown_scores(probabilities)),
+    }
+
+
+def combine_folds(
+    files: list[Path],
+    table: pd.DataFrame,
+    prepared: Path,
+    where: str,
+    device: torch.device,
+    batch_size: int,
+) -> tuple[list[dict], dict]:
+    """The fold models' ensemble file's contents: the fold models as read (save_ensemble's
+    `members`) and the ensemble's info (SHARED, the unknown threshold, `out_of_fold`). Fold k
+    (`files[k]`) predicts its own validation rows of the fold table `table` (named `where`)."""
+    checkpoints = [read_checkpoint(path) for path in files]  # each file read once
+    members = [build_checkpoint(checkpoint, path, CLASSES) for checkpoint, path in zip(checkpoints, files)]
+    shared = shared_info([info for _, info in members], files)
+    probabilities, labels = [], []
+    for fold, (model, info) in enumerate(members):
+        _, validation = fold_manifests(table, fold, where)
+        model = on_device(model, device)
+        logs, y_true, _ = predict_rows(model, info, prepared, validation, f"{where}, fold {fold}", device, batch_size)
+        probabilities.append(np.exp(logs))
+        labels.append(y_true)
+    oof = out_of_fold_figures(np.concatenate(probabilities), np.concatenate(labels))
+    return checkpoints, {**shared, "unknown_threshold": oof.pop("unknown_threshold"), "out_of_fold": oof}
+
+
+def fold_curves(live: Path, folds: list[int]) -> pd.DataFrame:
+    """Every fold's validation curves in one table (step, fold, then CURVES), for DVC to draw
+    one line per fold (.dvc/plots/folds.json); `live`/k is fold k's DVCLive folder."""
+    tables = []
+    for fold in folds:
+        folder = live / str(fold) / "plots" / "metrics" / "val"
+        curves = [pd.read_csv(folder / f"{name}.tsv", sep="\t")[["step", name]].set_index("step") for name in CURVES]
+        tables.append(pd.concat(curves, axis=1).reset_index().assign(fold=fold))
+    return pd.concat(tables, ignore_index=True)[["step", "fold", *CURVES]]
+
+
+def fold_test_figures(folds_logs: np.ndarray, y_true: np.ndarray, info: dict, bins: int) -> dict:
+    """eval.json's `cv`: each fold model's test figures (`folds_logs`: their log class
+    probabilities, (folds, N, C), from fold_predictions), their mean and sample standard
+    deviation over the folds, and the out-of-fold estimate the ensemble stage measured on
+    train+val (no test image in it). `info` is the ensemble's (load_checkpoint's)."""
+    folds = {}
+    for fold, (logs, member_info) in enumerate(zip(folds_logs, info["members"])):
+        report = classification_report(y_true, np.exp(logs), tuple(info["classes"]), bins)
+        folds[str(fold)] = {
+            "test": {name: report[name] for name in FOLD_FIGURES},
+            "epoch": member_info["epoch"],
+            "val_balanced_accuracy": member_info["val_balanced_accuracy"],
+        }
+    values = {
+        name: [fold["test"][name] for fold in folds.values() if fold["test"][name] is not None] for name in FOLD_FIGURES
+    }
+    return {
+        "folds": folds,
+        "test_mean": {name: float(np.mean(found)) if found else None for name, found in values.items()},
+        "test_std": {name: float(np.std(found, ddof=1)) if len(found) > 1 else None for name, found in values.items()},
+        "out_of_fold": info["out_of_fold"],
+    }

@@ -1,0 +1,67 @@
+"""The model file of a training run: written at each new best epoch with what inference needs,
+and completed after the last epoch with what is fitted on the fold's validation images (the
+temperature, with `training.calibration: temperature`, and the unknown threshold)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from skinlesion.classes import CLASSES
+from skinlesion.data.folds import FoldData
+from skinlesion.data.metadata import FEATURES
+from skinlesion.model.checkpoint import load_for_inference, predict_rows, save_checkpoint
+from skinlesion.model.inference import KEEP_KNOWN, fit_temperature, unknown_scores, unknown_threshold
+from skinlesion.training.params import TrainingParams, TrainRun
+from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD
+
+log = logging.getLogger(__name__)
+
+
+def save_model(path: Path, net: nn.Module, params: TrainRun, best: dict) -> None:
+    """The model file: weights, and what inference needs to preprocess images as training saw them."""
+    save_checkpoint(
+        path,
+        net,
+        arch=params.model.name,
+        classes=list(CLASSES),
+        image_size=params.prepare.image_size,
+        crop_border=params.prepare.crop_border,
+        color_constancy=params.prepare.color_constancy,
+        mean=list(IMAGENET_MEAN),
+        std=list(IMAGENET_STD),
+        **({"metadata": list(FEATURES)} if params.model.use_metadata else {}),
+        **best,
+    )
+
+
+def finish_model(model_path: Path, data: FoldData, device: torch.device, settings: TrainingParams) -> dict:
+    """After the best epoch is chosen, on all of the fold's validation images: fit the temperature (with
+    `calibration: temperature`) and then the unknown threshold, and add both to the model file.
+    Returns them."""
+    model, info = load_for_inference(model_path, device)  # no temperature yet: predicted at T = 1
+    log_probabilities, y_true, loss = predict_rows(
+        model, info, data.prepared, data.validation, data.where, device, settings.batch_size
+    )
+    fitted = {}
+    if settings.calibration == "temperature":
+        fitted["temperature"] = fit_temperature(torch.from_numpy(log_probabilities), torch.from_numpy(y_true))
+        log.info(
+            "calibration: temperature %.3f fitted on %d validation images (NLL %.4f at T = 1)",
+            fitted["temperature"],
+            len(y_true),
+            loss,
+        )
+        log_probabilities = torch.log_softmax(torch.from_numpy(log_probabilities) / fitted["temperature"], 1).numpy()
+    fitted["unknown_threshold"] = unknown_threshold(unknown_scores(np.exp(log_probabilities)))
+    log.info(
+        "unknown threshold %.4f: %.0f%% of the validation images score at or below it",
+        fitted["unknown_threshold"],
+        100 * KEEP_KNOWN,
+    )
+    save_checkpoint(model_path, model, **{**info, **fitted})
+    return fitted

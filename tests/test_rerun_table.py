@@ -1,4 +1,4 @@
-"""Each row of the README's rerun table: changing that param marks exactly those stages."""
+"""Each row of the rerun table (docs/pipeline.md): changing that param marks exactly those stages."""
 
 import re
 
@@ -26,8 +26,8 @@ NEW_VALUES = {
 }
 
 
-def readme_rows() -> dict[str, set[str]]:
-    text = (REPO / "README.md").read_text()
+def table_rows() -> dict[str, set[str]]:
+    text = (REPO / "docs" / "pipeline.md").read_text()
     table = text[text.index("| you change (for example) |") :].split("\n\n")[0]
     rows = re.findall(r"^\| `([\w.]+)` \| ([^|]+) \|", table, flags=re.M)
     return {key: {stage.strip() for stage in stages.split(",")} for key, stages in rows}
@@ -39,7 +39,7 @@ def ran_repo(built_tiny, tmp_path_factory):
 
 
 def test_the_table_and_this_test_cover_the_same_params():
-    assert set(readme_rows()) == set(NEW_VALUES)
+    assert set(table_rows()) == set(NEW_VALUES)
 
 
 @pytest.mark.slow
@@ -53,7 +53,7 @@ def test_changing_a_param_marks_exactly_its_stages(ran_repo, key):
         (ran_repo / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
         status = run_dvc("status", cwd=ran_repo)
         marked = set(re.findall(r"^([\w@-]+):$", status, flags=re.M))
-        assert marked == readme_rows()[key]
+        assert marked == table_rows()[key]
     finally:
         (ran_repo / "params.yaml").write_text(original)
 

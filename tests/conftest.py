@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import json
 import os
 import shutil
 import subprocess
@@ -11,12 +12,16 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
+from sklearn.metrics import balanced_accuracy_score
 
 from skinlesion.classes import CLASSES
 from skinlesion.cores import available_cores
+from skinlesion.model.checkpoint import read_checkpoint
 from skinlesion.transforms.augment import AugmentationParams
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,6 +154,26 @@ def run_command(*args: str, cwd: Path) -> str:
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
+
+
+def check_eval_json(repo: Path) -> dict:
+    """Recompute from `repo`'s eval/predictions.csv and models/model.pt what metrics/eval.json
+    reports of the test split: balanced accuracy and accuracy (scikit-learn), the interval
+    around them, and the share of images the model's unknown threshold calls unknown (the
+    predictions are rounded to 6 decimals: a score that close to the threshold may differ).
+    Returns eval.json."""
+    report = json.loads((repo / "metrics" / "eval.json").read_text())
+    test, predictions = report["test"], pd.read_csv(repo / "eval" / "predictions.csv")
+    assert test["images"] == len(predictions)
+    y_true, y_pred = predictions["label"], predictions["predicted"]
+    assert test["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    assert test["accuracy"] == pytest.approx(float((y_true == y_pred).mean()))
+    assert test["balanced_accuracy_ci95_low"] <= test["balanced_accuracy"] <= test["balanced_accuracy_ci95_high"]
+    threshold = read_checkpoint(repo / "models" / "model.pt")["unknown_threshold"]
+    assert report["model"]["unknown_threshold"] == threshold
+    scores = 1 - predictions.filter(like="p_").max(axis=1).to_numpy()
+    assert test["unknown_rate"] == pytest.approx(float(np.mean(scores > threshold)), abs=1 / len(predictions))
+    return report
 
 
 def run_dvc(*args: str, cwd: Path) -> str:

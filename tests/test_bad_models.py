@@ -5,6 +5,8 @@ pickle that would run code is never run."""
 import pickle
 import random
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torchvision
@@ -14,6 +16,7 @@ from skinlesion.classes import CLASSES
 from skinlesion.errors import WeightsError
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
+from skinlesion.predict import predict_batch, write_submission
 from skinlesion.training.resume import load_state
 
 INFO = model_info(mean=[0.5] * 3, std=[0.2] * 3)
@@ -104,9 +107,39 @@ def test_every_bad_model_file_is_refused_naming_it(corpus, case):
     assert not (path.parent / "pwned").exists()
 
 
-def test_predict_accepts_its_own_class_order_and_a_missing_file_is_named(corpus, tmp_path):
-    model, info = load_checkpoint(corpus["classes in another order"][0])  # predict labels with the model's own classes
-    assert info["classes"] != list(CLASSES)
+def test_predict_names_each_probability_by_the_models_own_class_order(corpus, tmp_path):
+    """The same network saved with its classes shuffled, and with its classifier's rows put in
+    the project's order: predict gives each class the same probability, and the submission
+    puts the columns in the official order."""
+    shuffled_model, shuffled = load_checkpoint(corpus["classes in another order"][0])
+    assert shuffled["classes"] != list(CLASSES)
+    rows = [shuffled["classes"].index(name) for name in CLASSES]
+    state = shuffled_model.state_dict()
+    state["classifier.weight"], state["classifier.bias"] = (
+        state["classifier.weight"][rows],
+        state["classifier.bias"][rows],
+    )
+    ordered_model = build_model("densenet121", len(CLASSES), "none")
+    ordered_model.load_state_dict(state)
+    save_checkpoint(tmp_path / "ordered.pt", ordered_model, **{**shuffled, "classes": list(CLASSES)})
+    ordered_model, ordered = load_checkpoint(tmp_path / "ordered.pt", CLASSES)
+
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    by_shuffled = predict_batch(shuffled_model, shuffled, [image], ["ISIC_1"], device=cpu)[0]
+    by_ordered = predict_batch(ordered_model, ordered, [image], ["ISIC_1"], device=cpu)[0]
+    named = dict(zip(shuffled["classes"], by_shuffled))
+    assert [named[name] for name in CLASSES] == pytest.approx(by_ordered.tolist(), abs=1e-6)
+    assert not np.allclose(by_shuffled, by_ordered)  # the columns really were in another order
+
+    results = [{"image": "ISIC_1.jpg", "probabilities": by_shuffled}]
+    write_submission(tmp_path / "submission.csv", results, {**shuffled, "unknown_threshold": 0.5})
+    submission = pd.read_csv(tmp_path / "submission.csv")
+    assert list(submission.columns[1:9]) == list(CLASSES)
+    assert submission.loc[0, list(CLASSES)].tolist() == pytest.approx(by_ordered.round(6).tolist(), abs=1e-6)
+
+
+def test_a_missing_model_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'absent.pt'}: model file not found"):
         load_checkpoint(tmp_path / "absent.pt")
 

@@ -2,12 +2,12 @@
 machines that meet through a DVC remote's run cache, then changed as an experiment that
 travels with dvc exp push and pull."""
 
-import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY, copy_built, run_cli, run_command, run_dvc, stages_run, write_params
+from conftest import TINY, check_eval_json, copy_built, run_cli, run_command, run_dvc, stages_run, write_params
 
 from skinlesion.classes import CLASSES
 from skinlesion.data.isic import GROUND_TRUTH_COLUMNS
@@ -51,11 +51,15 @@ def test_folds_trained_on_two_machines_meet_through_the_run_cache(built_tiny, tm
 
     model, info = load_checkpoint(one / "models" / "model.pt", CLASSES)
     assert isinstance(model, FoldEnsemble) and len(info["members"]) == len(FOLDS)
-    report = json.loads((one / "metrics" / "eval.json").read_text())
+    report = check_eval_json(one)  # the ensemble's test figures, recomputed from its predictions
     assert report["model"]["folds"] == len(FOLDS) and set(report["cv"]["folds"]) == {"0", "1", "2"}
     manifests = [pd.read_csv(one / "data" / "prepared" / f"{split}.csv") for split in ("train", "val")]
     assert report["cv"]["out_of_fold"]["images"] == sum(map(len, manifests))  # every train+val image once
-    assert 0 <= report["test"]["balanced_accuracy"] <= 1 and report["cv"]["test_std"]["balanced_accuracy"] >= 0
+    assert report["cv"]["out_of_fold"] == info["out_of_fold"]
+    per_fold = [report["cv"]["folds"][str(fold)]["test"]["balanced_accuracy"] for fold in FOLDS]
+    assert report["cv"]["test_mean"]["balanced_accuracy"] == pytest.approx(np.mean(per_fold))
+    assert report["cv"]["test_std"]["balanced_accuracy"] == pytest.approx(np.std(per_fold, ddof=1))
+    assert [report["cv"]["folds"][str(fold)]["epoch"] for fold in FOLDS] == [m["epoch"] for m in info["members"]]
     shown = run_dvc("metrics", "show", cwd=one)
     assert "test.balanced_accuracy" in shown and "cv.test_mean.balanced_accuracy" in shown
 

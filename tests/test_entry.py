@@ -72,3 +72,16 @@ def test_params_schema_writes_the_schema_of_every_section(tmp_path):
         skinlesion(["params-schema", "--out", str(tmp_path / "schema.json")])
     assert status.value.code == 0
     assert json.loads((tmp_path / "schema.json").read_text()) == params_schema()
+
+
+def test_a_profile_with_a_misspelt_key_fails_before_dvc_runs(tmp_path, monkeypatch, capsys):
+    write_params(tmp_path, {})
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "typo.yaml").write_text("training:\n  epohcs: 2\n")
+    monkeypatch.chdir(tmp_path)  # no dvc repository here: dvc exp run would fail if it started
+    with pytest.raises(SystemExit) as status:
+        skinlesion(["run-profile", "typo"])
+    assert status.value.code == 2
+    assert capsys.readouterr().err == (
+        "skinlesion run-profile: error: profile typo: training.epohcs is not a key of params.yaml\n"
+    )

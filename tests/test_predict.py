@@ -51,7 +51,8 @@ def test_predict_matches_evaluation_and_survives_a_bad_file(tmp_path, model_file
     assert result.returncode == 1
     assert f"{bad}: error: cannot decode" in result.stderr
     report = json.loads(result.stdout)
-    assert report[0] == {"image": str(bad), "error": report[0]["error"]}
+    assert set(report[0]) == {"image", "error"} and report[0]["image"] == str(bad)
+    assert report[0]["error"].startswith("cannot decode")  # the reason the file was not read
     predicted = {p["class"]: p["probability"] for p in report[1]["predictions"]}
     assert set(predicted) == set(CLASSES) and sum(predicted.values()) == pytest.approx(1, abs=1e-3)
     assert (tmp_path / "cams" / "lesion.png").is_file()

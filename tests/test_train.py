@@ -229,6 +229,30 @@ def _fail_in_second_epoch(monkeypatch, error: Exception) -> None:
     monkeypatch.setattr(one_epoch, "train_step", step)
 
 
+def test_a_run_resumed_from_its_saved_state_ends_as_the_uninterrupted_run(tmp_path, monkeypatch):
+    """Killed in epoch 1 and resumed from the state saved after epoch 0: the same weights and
+    the same curves as a run never interrupted (every draw of an epoch is seeded by the epoch)."""
+    _tiny_sets(tmp_path)
+    params, data = _params(epochs=3, learning_rate=1e-3), _data(tmp_path)
+    whole = MemoryLive()
+    fit(params, data, tmp_path / "whole.pt", whole, tmp_path / "whole_state.pt")
+
+    with monkeypatch.context() as patch:
+        _fail_in_second_epoch(patch, KeyboardInterrupt())
+        with pytest.raises(KeyboardInterrupt):
+            fit(params, data, tmp_path / "resumed.pt", MemoryLive(), tmp_path / "state.pt")
+    state = load_state(tmp_path / "state.pt", fingerprint(params, data))
+    assert state["epoch"] == 0
+    resumed = MemoryLive()
+    best = fit(params, data, tmp_path / "resumed.pt", resumed, tmp_path / "state.pt", state)
+    assert resumed.history == whole.history[1:]  # epochs 1 and 2, logged from step 1 on
+    assert best == whole.summary["best"]
+    expected = torch.load(tmp_path / "whole.pt", weights_only=True)
+    got = torch.load(tmp_path / "resumed.pt", weights_only=True)
+    assert got.keys() == expected.keys()
+    assert all(torch.equal(got["state_dict"][key], value) for key, value in expected["state_dict"].items())
+
+
 def test_out_of_memory_says_which_params_to_lower_and_that_the_run_resumes(tmp_path, monkeypatch):
     _tiny_sets(tmp_path)
     params = _params(epochs=3)

@@ -12,3 +12,7 @@ class WeightsError(RuntimeError):
 
 class TrainingError(RuntimeError):
     """Training cannot go on; the message says what to change."""
+
+
+class DeviceError(RuntimeError):
+    """The device asked for (training.device, predict's --device) is not on this machine."""

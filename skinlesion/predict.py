@@ -35,7 +35,7 @@ from skinlesion.data.images import decode_or_reason, load_image
 from skinlesion.data.metadata import FIELDS, check_metadata, encode_metadata
 from skinlesion.errors import DataError
 from skinlesion.evaluation.gradcam import class_maps, maps_note, save_overlays
-from skinlesion.model.checkpoint import input_transform, load_checkpoint, uses_metadata
+from skinlesion.model.checkpoint import input_transform, load_for_inference, uses_metadata
 from skinlesion.model.device import memory_format, select_device
 from skinlesion.model.inference import TTA, log_probabilities
 
@@ -272,9 +272,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Predict `args.images`; print a table or JSON; return the exit status."""
-    device = select_device(args.device)
-    model, info = load_checkpoint(args.model)
-    model = model.to(device, memory_format=memory_format(device))
+    device = select_device(args.device, "--device")
+    model, info = load_for_inference(args.model, device)
     if args.isic_submission:
         check_submission(info)
     images = expand_inputs(args.images)

@@ -6,9 +6,10 @@ import torch
 import torchvision
 
 from skinlesion.classes import CLASSES
-from skinlesion.errors import WeightsError
+from skinlesion.errors import DeviceError, WeightsError
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
+from skinlesion.model.device import available_devices, select_device
 
 
 def _old_densenet_keys(state):
@@ -57,3 +58,14 @@ def test_checkpoint_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.allclose(loaded(images), model(images))
     assert loaded_info == info
+
+
+def test_a_device_this_machine_lacks_is_named_with_the_setting_and_what_there_is():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(DeviceError, match=r"^--device is cuda, but this machine has no CUDA device \(available: \["):
+        select_device("cuda", "--device")
+    with pytest.raises(DeviceError, match=r"^training.device is cuda"):
+        select_device("cuda")
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_device("auto") == torch.device(available_devices()[0]) and available_devices()[-1] == "cpu"

@@ -129,7 +129,7 @@ def test_non_finite_loss_names_epoch_and_step(tmp_path, bad_step):
     try:
         torch.nn.CrossEntropyLoss.forward = loss_from
         with pytest.raises(
-            FloatingPointError, match=rf"loss is inf at epoch 0, step {bad_step}: lower training.learning_rate"
+            TrainingError, match=rf"loss is inf at epoch 0, step {bad_step}: lower training.learning_rate"
         ):
             fit(params, _data(tmp_path), tmp_path / "model.pt", MemoryLive())
     finally:

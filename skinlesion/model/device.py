@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from skinlesion.config import View
+from skinlesion.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -21,18 +22,20 @@ class TrainingDevice(View):
     device: Device
 
 
-def select_device(name: str) -> torch.device:
-    """`auto` picks CUDA, then Apple MPS, then CPU; a named device must be available."""
+def available_devices() -> list[str]:
+    """The device types this machine has, best first."""
+    found = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
+    return [name for name, there in found.items() if there]
+
+
+def select_device(name: str, key: str = "training.device") -> torch.device:
+    """`auto` picks CUDA, then Apple MPS, then CPU; a named device must be available (a
+    DeviceError names `key`, the setting that asked for it, and what there is)."""
+    available = available_devices()
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("training.device is cuda but no CUDA device is available")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError("training.device is mps but Apple MPS is not available")
+        return torch.device(available[0])
+    if name not in available:
+        raise DeviceError(f"{key} is {name}, but this machine has no {name.upper()} device (available: {available})")
     return torch.device(name)
 
 

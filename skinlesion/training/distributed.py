@@ -19,10 +19,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from skinlesion.errors import TrainingError
 from skinlesion.training.params import TrainingParams
 
 
-class DistributedError(RuntimeError):
+class DistributedError(TrainingError):
     """The processes of a training run do not fit together or cannot reach each other."""
 
 

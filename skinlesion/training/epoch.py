@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from skinlesion.classes import CLASSES
+from skinlesion.errors import TrainingError
 from skinlesion.evaluation.metrics import balanced_accuracy
 from skinlesion.model.device import autocast_dtype, memory_format
 from skinlesion.model.inference import forward, predict
@@ -84,7 +85,7 @@ def train_one_epoch(
     def settle(step: int, loss: torch.Tensor, count: int) -> float:
         value = loss.item()  # waits for the device to finish that step
         if not math.isfinite(value):
-            raise FloatingPointError(f"loss is {value} at epoch {epoch}, step {step}: lower training.learning_rate")
+            raise TrainingError(f"loss is {value} at epoch {epoch}, step {step}: lower training.learning_rate")
         return value * count
 
     # A step's loss is read once the next step is queued, so the host never waits for an idle

@@ -84,13 +84,13 @@ def held_out_run(manifest, prepared: Path, held: str, params: dict, folder: Path
     log_probabilities, _, _ = predict(model, loader, select_device("cpu"))
     scores = unknown_scores(np.exp(log_probabilities))
     unknown = (test["label"] == held).to_numpy()
-    called = scores > info["unknown_threshold"]
+    called = scores > info.unknown_threshold
     return {
         "auroc": round(float(roc_auc_score(unknown, scores)), 4),
         "held_out_test_images": int(unknown.sum()),
         "called_unknown_held_out": round(float(called[unknown].mean()), 4),
         "called_unknown_known": round(float(called[~unknown].mean()), 4),
-        "unknown_threshold": round(info["unknown_threshold"], 4),
+        "unknown_threshold": round(info.unknown_threshold, 4),
         "val_balanced_accuracy": round(best["val_balanced_accuracy"], 4),
         "train_seconds": round(seconds, 1),
     }

@@ -35,9 +35,10 @@ from skinlesion.data.images import decode_or_reason, load_image
 from skinlesion.data.metadata import FIELDS, check_metadata, encode_metadata
 from skinlesion.errors import DataError
 from skinlesion.evaluation.gradcam import class_maps, maps_note, save_overlays
-from skinlesion.model.checkpoint import input_transform, load_for_inference, uses_metadata
+from skinlesion.model.checkpoint import input_transform, load_for_inference
 from skinlesion.model.device import memory_format, select_device
 from skinlesion.model.inference import TTA, log_probabilities
+from skinlesion.model.info import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +85,13 @@ def expand_inputs(paths: list[Path]) -> list[Path | ZipMember]:
     return images
 
 
-def read_images(paths: list[Path | ZipMember], info: dict) -> tuple[list[np.ndarray | None], list[str]]:
+def read_images(paths: list[Path | ZipMember], info: ModelInfo) -> tuple[list[np.ndarray | None], list[str]]:
     """Decoded (size, size, 3) uint8 images, None where a file failed, and the error messages."""
     decode = functools.partial(
         load_image,
-        size=info["image_size"],
-        crop_border=info.get("crop_border", False),
-        color_constancy=info.get("color_constancy", False),
+        size=info.image_size,
+        crop_border=info.crop_border,
+        color_constancy=info.color_constancy,
     )
     openers = [path.open if isinstance(path, ZipMember) else functools.partial(open, path, "rb") for path in paths]
     results = [decode_or_reason(opener, decode) for opener in openers]
@@ -99,7 +100,7 @@ def read_images(paths: list[Path | ZipMember], info: dict) -> tuple[list[np.ndar
 
 def predict_batch(
     model: torch.nn.Module,
-    info: dict,
+    info: ModelInfo,
     images: list[np.ndarray],
     names: list[str],
     *,
@@ -117,13 +118,13 @@ def predict_batch(
     batch = batch.to(device).contiguous(memory_format=memory_format(device))
     inputs = None if metadata is None else torch.from_numpy(metadata).to(device)
     with torch.no_grad():
-        probabilities = log_probabilities(model, batch, tta, info.get("temperature", 1.0), inputs).exp().cpu()
+        probabilities = log_probabilities(model, batch, tta, info.temperature, inputs).exp().cpu()
     if cam_dir is None:
         return probabilities.numpy()
     cams = class_maps(model, batch, probabilities.argmax(dim=1).to(device), inputs)
     note = maps_note(model).removeprefix(", ")
     for image, cam, row, name in zip(images, cams.cpu(), probabilities, names):
-        predicted = info["classes"][int(row.argmax())]
+        predicted = info.classes[int(row.argmax())]
         title = f"{name}: {predicted} (p={row.max():.2f})"
         label = f"Grad-CAM: {predicted}" + (f" ({note})" if note else "")
         save_overlays(image, {label: cam.numpy()}, title, cam_dir / f"{Path(name).stem}.png")
@@ -132,7 +133,7 @@ def predict_batch(
 
 def predict_files(
     model: torch.nn.Module,
-    info: dict,
+    info: ModelInfo,
     paths: list[Path | ZipMember],
     *,
     device: torch.device,
@@ -165,22 +166,22 @@ def predict_files(
                 continue
             row = next(rows)
             order = np.argsort(-row)[:top]
-            top_classes = [{"class": info["classes"][k], "probability": round(float(row[k]), 4)} for k in order]
+            top_classes = [{"class": info.classes[k], "probability": round(float(row[k]), 4)} for k in order]
             results.append({"image": str(path), "predictions": top_classes, "probabilities": row})
             if given is not None:
                 results[-1]["metadata"] = given.iloc[index].to_dict()
     return results
 
 
-def check_submission(info: dict) -> None:
+def check_submission(info: ModelInfo) -> None:
     """Raise DataError unless the model in `info` can write a submission (run before predicting)."""
-    if "unknown_threshold" not in info:
+    if info.unknown_threshold is None:
         raise DataError("the model file has no unknown threshold (it predates it): retrain it to write a submission")
-    if sorted(info["classes"]) != sorted(CLASSES):
-        raise DataError(f"a submission needs the classes {list(CLASSES)}; the model predicts {info['classes']}")
+    if sorted(info.classes) != sorted(CLASSES):
+        raise DataError(f"a submission needs the classes {list(CLASSES)}; the model predicts {list(info.classes)}")
 
 
-def write_submission(path: Path, results: list[dict], info: dict) -> int:
+def write_submission(path: Path, results: list[dict], info: ModelInfo) -> int:
     """The ISIC 2019 submission CSV of predict_files' `results` (one row per image read, named
     after its file without extension; header GROUND_TRUTH_COLUMNS: image, MEL, ..., SCC, UNK).
     Class columns are the model's probabilities. UNK is min(1, t^2 / m), with m the top class
@@ -190,8 +191,8 @@ def write_submission(path: Path, results: list[dict], info: dict) -> int:
     check_submission(info)
     read = [result for result in results if "probabilities" in result]
     probabilities = np.array([result["probabilities"] for result in read]).reshape(len(read), len(CLASSES))
-    table = pd.DataFrame(probabilities, columns=info["classes"])[list(CLASSES)]
-    known = 1.0 - info["unknown_threshold"]
+    table = pd.DataFrame(probabilities, columns=list(info.classes))[list(CLASSES)]
+    known = 1.0 - info.unknown_threshold
     table["UNK"] = np.minimum(1.0, known**2 / probabilities.max(axis=1))
     table.insert(0, "image", [Path(result["image"]).stem for result in read])
     with atomic_file(path) as tmp:
@@ -199,7 +200,7 @@ def write_submission(path: Path, results: list[dict], info: dict) -> int:
     return len(table)
 
 
-def image_metadata(paths: list[Path | ZipMember], args: argparse.Namespace, info: dict) -> pd.DataFrame | None:
+def image_metadata(paths: list[Path | ZipMember], args: argparse.Namespace, info: ModelInfo) -> pd.DataFrame | None:
     """The metadata of each of `paths` for the model in `info`, checked, one row per path
     (empty where missing), from `--metadata CSV` or `--age/--sex/--site`; None when the model
     takes none. Warns about every image whose metadata is missing entirely."""
@@ -207,7 +208,7 @@ def image_metadata(paths: list[Path | ZipMember], args: argparse.Namespace, info
     given = {field: value for field, value in options.items() if value is not None}
     if args.metadata and given:
         raise DataError("--metadata and --age/--sex/--site: give a metadata file or values for every image, not both")
-    if not uses_metadata(info):
+    if not info.uses_metadata:
         if args.metadata or given:
             log.warning("%s: the model takes no metadata; --metadata/--age/--sex/--site are ignored", args.model)
         return None

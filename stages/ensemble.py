@@ -49,13 +49,13 @@ def main() -> None:
         return
     device = select_device(params.device)
     members, info = combine_folds(files, table, args.prepared, str(args.folds), device, params.batch_size)
-    save_ensemble(args.out, members, **info)
+    save_ensemble(args.out, members, info)
     log.info(
         "ensemble of %d fold models; out of fold (%d train+val images): balanced accuracy %.4f; unknown threshold "
         "keeps %.0f%% known",
         len(files),
-        info["out_of_fold"]["images"],
-        info["out_of_fold"]["balanced_accuracy"],
+        info.out_of_fold["images"],
+        info.out_of_fold["balanced_accuracy"],
         100 * KEEP_KNOWN,
     )
 

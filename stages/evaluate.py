@@ -46,7 +46,7 @@ def main() -> None:
     scores = score_model(model, info, loader, device, params.evaluate.tta)
     metrics = eval_metrics(manifest, scores, info, params.evaluate)
     write_json(args.metrics, metrics)
-    probabilities, classes = np.exp(scores.log_probabilities), tuple(info["classes"])
+    probabilities, classes = np.exp(scores.log_probabilities), info.classes
     with atomic_file(args.predictions) as tmp:
         predictions_table(manifest, probabilities, classes).to_csv(tmp, index=False)
     with atomic_dir(args.curves) as tmp:

@@ -46,7 +46,7 @@ def main() -> None:
             images = torch.stack([dataset[i][0] for i in range(len(dataset))])
             pixels = [dataset.image(i) for i in range(len(dataset))]
             metadata = dataset.metadata  # None unless the model fuses metadata
-            explain_samples(model, images, pixels, samples, list(info["classes"]), tmp, metadata)
+            explain_samples(model, images, pixels, samples, list(info.classes), tmp, metadata)
     log.info("wrote %d Grad-CAM overlays to %s", len(samples), args.out)
 
 

@@ -22,6 +22,7 @@ from sklearn.metrics import balanced_accuracy_score
 from skinlesion.classes import CLASSES
 from skinlesion.cores import available_cores
 from skinlesion.model.checkpoint import read_checkpoint
+from skinlesion.model.info import ModelInfo
 from skinlesion.transforms.augment import AugmentationParams
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,20 +129,18 @@ def published_augmentation(**changes) -> AugmentationParams:
     return AugmentationParams(**{**values, **changes})
 
 
-def model_info(**changes) -> dict:
+def model_info(**changes) -> ModelInfo:
     """What a model file of this project holds besides its weights (a DenseNet121 at 64 px)."""
     info = dict(
         arch="densenet121",
-        classes=list(CLASSES),
+        classes=CLASSES,
         image_size=64,
-        crop_border=False,
-        color_constancy=False,
-        mean=[0.485, 0.456, 0.406],
-        std=[0.229, 0.224, 0.225],
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
         epoch=0,
         val_balanced_accuracy=0.0,
     )
-    return {**info, **changes}
+    return ModelInfo(**{**info, **changes})
 
 
 def run_command(*args: str, cwd: Path) -> str:

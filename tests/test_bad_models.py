@@ -2,6 +2,7 @@
 state refuses each one with an error naming the file (or, for the state, starts over), and a
 pickle that would run code is never run."""
 
+import dataclasses
 import pickle
 import random
 
@@ -33,7 +34,7 @@ class _Exploit:
 
 
 def _checkpoint(path, state_dict, **changes):
-    torch.save({"state_dict": state_dict, **INFO, **changes}, path)
+    torch.save({"state_dict": state_dict, **INFO.stored(), **changes}, path)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def corpus(tmp_path_factory):
     """{name: (path, expected message)} for each kind of bad model file."""
     folder = tmp_path_factory.mktemp("bad-models")
     densenet = build_model("densenet121", 8, "none").state_dict()
-    save_checkpoint(folder / "good.pt", build_model("densenet121", 8, "none"), **INFO)
+    save_checkpoint(folder / "good.pt", build_model("densenet121", 8, "none"), INFO)
     shuffled = random.Random(0).sample(list(CLASSES), len(CLASSES))
     files = {
         "other architecture": (
@@ -49,7 +50,7 @@ def corpus(tmp_path_factory):
             "weights do not fit densenet121 with 8 classes",
         ),
         "other class count": (
-            lambda p: save_checkpoint(p, build_model("densenet121", 7, "none"), **INFO),
+            lambda p: save_checkpoint(p, build_model("densenet121", 7, "none"), INFO),
             "weights do not fit densenet121 with 8 classes",
         ),
         "classes in another order": (lambda p: _checkpoint(p, densenet, classes=shuffled), "the model predicts"),
@@ -112,8 +113,8 @@ def test_predict_names_each_probability_by_the_models_own_class_order(corpus, tm
     the project's order: predict gives each class the same probability, and the submission
     puts the columns in the official order."""
     shuffled_model, shuffled = load_checkpoint(corpus["classes in another order"][0])
-    assert shuffled["classes"] != list(CLASSES)
-    rows = [shuffled["classes"].index(name) for name in CLASSES]
+    assert shuffled.classes != CLASSES
+    rows = [shuffled.classes.index(name) for name in CLASSES]
     state = shuffled_model.state_dict()
     state["classifier.weight"], state["classifier.bias"] = (
         state["classifier.weight"][rows],
@@ -121,19 +122,19 @@ def test_predict_names_each_probability_by_the_models_own_class_order(corpus, tm
     )
     ordered_model = build_model("densenet121", len(CLASSES), "none")
     ordered_model.load_state_dict(state)
-    save_checkpoint(tmp_path / "ordered.pt", ordered_model, **{**shuffled, "classes": list(CLASSES)})
+    save_checkpoint(tmp_path / "ordered.pt", ordered_model, dataclasses.replace(shuffled, classes=CLASSES))
     ordered_model, ordered = load_checkpoint(tmp_path / "ordered.pt", CLASSES)
 
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     cpu = torch.device("cpu")
     by_shuffled = predict_batch(shuffled_model, shuffled, [image], ["ISIC_1"], device=cpu)[0]
     by_ordered = predict_batch(ordered_model, ordered, [image], ["ISIC_1"], device=cpu)[0]
-    named = dict(zip(shuffled["classes"], by_shuffled))
+    named = dict(zip(shuffled.classes, by_shuffled))
     assert [named[name] for name in CLASSES] == pytest.approx(by_ordered.tolist(), abs=1e-6)
     assert not np.allclose(by_shuffled, by_ordered)  # the columns really were in another order
 
     results = [{"image": "ISIC_1.jpg", "probabilities": by_shuffled}]
-    write_submission(tmp_path / "submission.csv", results, {**shuffled, "unknown_threshold": 0.5})
+    write_submission(tmp_path / "submission.csv", results, dataclasses.replace(shuffled, unknown_threshold=0.5))
     submission = pd.read_csv(tmp_path / "submission.csv")
     assert list(submission.columns[1:9]) == list(CLASSES)
     assert submission.loc[0, list(CLASSES)].tolist() == pytest.approx(by_ordered.round(6).tolist(), abs=1e-6)

@@ -50,16 +50,16 @@ def test_folds_trained_on_two_machines_meet_through_the_run_cache(built_tiny, tm
     assert stages_run(run_dvc("repro", cwd=one)) == []  # a second repro reruns nothing
 
     model, info = load_checkpoint(one / "models" / "model.pt", CLASSES)
-    assert isinstance(model, FoldEnsemble) and len(info["members"]) == len(FOLDS)
+    assert isinstance(model, FoldEnsemble) and len(info.members) == len(FOLDS)
     report = check_eval_json(one)  # the ensemble's test figures, recomputed from its predictions
     assert report["model"]["folds"] == len(FOLDS) and set(report["cv"]["folds"]) == {"0", "1", "2"}
     manifests = [pd.read_csv(one / "data" / "prepared" / f"{split}.csv") for split in ("train", "val")]
     assert report["cv"]["out_of_fold"]["images"] == sum(map(len, manifests))  # every train+val image once
-    assert report["cv"]["out_of_fold"] == info["out_of_fold"]
+    assert report["cv"]["out_of_fold"] == info.out_of_fold
     per_fold = [report["cv"]["folds"][str(fold)]["test"]["balanced_accuracy"] for fold in FOLDS]
     assert report["cv"]["test_mean"]["balanced_accuracy"] == pytest.approx(np.mean(per_fold))
     assert report["cv"]["test_std"]["balanced_accuracy"] == pytest.approx(np.std(per_fold, ddof=1))
-    assert [report["cv"]["folds"][str(fold)]["epoch"] for fold in FOLDS] == [m["epoch"] for m in info["members"]]
+    assert [report["cv"]["folds"][str(fold)]["epoch"] for fold in FOLDS] == [m.epoch for m in info.members]
     shown = run_dvc("metrics", "show", cwd=one)
     assert "test.balanced_accuracy" in shown and "cv.test_mean.balanced_accuracy" in shown
 

@@ -23,6 +23,7 @@ from skinlesion.evaluation.cv import (
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, predict_rows, save_checkpoint
 from skinlesion.model.inference import unknown_scores
+from skinlesion.model.info import SHARED
 
 CPU = torch.device("cpu")
 
@@ -47,14 +48,13 @@ def test_fold_models_must_share_their_preprocessing_to_be_averaged():
     files = ["folds/0/model.pt", "folds/1/model.pt"]
     same = [model_info(epoch=3), model_info(epoch=5)]  # other epochs are fine
     shared = shared_info(same, files)
-    per_model = ("epoch", "val_balanced_accuracy")
-    assert shared == {key: value for key, value in model_info().items() if key not in per_model}
+    assert shared == {key: getattr(model_info(), key) for key in SHARED}
     other_size = [model_info(), model_info(image_size=128)]
     sizes = r"\{'folds/0/model.pt': 64, 'folds/1/model.pt': 128\}"
     with pytest.raises(DataError, match=rf"differ in image_size \({sizes}\): retrain them"):
         shared_info(other_size, files)
     with pytest.raises(DataError, match="differ in metadata"):  # one fuses metadata, the other does not
-        shared_info([model_info(), model_info(metadata=["age"])], files)
+        shared_info([model_info(), model_info(metadata=("age",))], files)
 
 
 def test_the_out_of_fold_estimate_is_recomputed_from_its_predictions():
@@ -89,8 +89,8 @@ def test_each_fold_models_test_figures_their_mean_and_spread():
     predictions = ([0, 1, 2, 0, 1, 2], [0, 1, 1, 0, 0, 2], [1, 1, 2, 2, 1, 0])
     folds_logs = np.log(np.stack([_one_hot_probabilities(p, [0.8] * 6) for p in predictions]))
     out_of_fold = {"images": 40, "balanced_accuracy": 0.5, "accuracy": 0.6}
-    members = [{"epoch": k, "val_balanced_accuracy": 0.1 * k} for k in range(3)]
-    info = {"classes": list(CLASSES), "members": members, "out_of_fold": out_of_fold}
+    members = [model_info(epoch=k, val_balanced_accuracy=0.1 * k) for k in range(3)]
+    info = model_info(epoch=None, val_balanced_accuracy=None, members=members, out_of_fold=out_of_fold)
     cv = fold_test_figures(folds_logs, y_true, info, bins=10)
     expected = [balanced_accuracy_score(y_true, p) for p in predictions]
     assert [cv["folds"][str(k)]["test"]["balanced_accuracy"] for k in range(3)] == pytest.approx(expected)
@@ -125,7 +125,7 @@ def _fold_data(folder, rows_per_fold: int = 3):
 
 def _fold_model(path, seed: int, **changes):
     torch.manual_seed(seed)
-    save_checkpoint(path, build_model("densenet121", len(CLASSES), "none"), **model_info(image_size=32, **changes))
+    save_checkpoint(path, build_model("densenet121", len(CLASSES), "none"), model_info(image_size=32, **changes))
 
 
 def test_combine_folds_predicts_each_image_by_the_fold_that_validated_on_it(tmp_path):
@@ -134,7 +134,7 @@ def test_combine_folds_predicts_each_image_by_the_fold_that_validated_on_it(tmp_
     _fold_model(files[0], seed=0)
     _fold_model(files[1], seed=1, temperature=2.0)
     members, info = combine_folds(files, table, tmp_path, "folds.csv", CPU, batch_size=2)
-    assert len(members) == 2 and info["image_size"] == 32 and "members" not in info
+    assert len(members) == 2 and info.image_size == 32 and not info.members  # members are stored with weights
     probabilities, labels = [], []
     for fold, path in enumerate(files):  # each fold model alone on its own validation rows
         model, model_info_ = load_checkpoint(path)
@@ -143,10 +143,10 @@ def test_combine_folds_predicts_each_image_by_the_fold_that_validated_on_it(tmp_
         probabilities.append(np.exp(logs))
         labels.append(y_true)
     expected = out_of_fold_figures(np.concatenate(probabilities), np.concatenate(labels))
-    assert info["out_of_fold"]["images"] == len(table)
-    assert info["out_of_fold"]["balanced_accuracy"] == pytest.approx(expected["balanced_accuracy"])
-    assert info["unknown_threshold"] == pytest.approx(expected["unknown_threshold"])
-    assert np.isclose(unknown_scores(np.concatenate(probabilities)), info["unknown_threshold"]).any()
+    assert info.out_of_fold["images"] == len(table)
+    assert info.out_of_fold["balanced_accuracy"] == pytest.approx(expected["balanced_accuracy"])
+    assert info.unknown_threshold == pytest.approx(expected["unknown_threshold"])
+    assert np.isclose(unknown_scores(np.concatenate(probabilities)), info.unknown_threshold).any()
     _fold_model(files[1], seed=1, crop_border=True)
     with pytest.raises(DataError, match="the fold models differ in crop_border"):
         combine_folds(files, table, tmp_path, "folds.csv", CPU, batch_size=2)

@@ -49,8 +49,8 @@ def test_dvc_repro_trains_with_two_gloo_processes_and_evaluate_accepts_the_model
     with open(curves / "val" / "balanced_accuracy.tsv") as file:
         validation = [float(row["balanced_accuracy"]) for row in csv.DictReader(file, delimiter="\t")]
     # the kept epoch is the first best on validation, gathered from both processes
-    assert info["arch"] == "densenet121" and info["epoch"] == validation.index(max(validation))
-    assert info["val_balanced_accuracy"] == pytest.approx(max(validation))
+    assert info.arch == "densenet121" and info.epoch == validation.index(max(validation))
+    assert info.val_balanced_accuracy == pytest.approx(max(validation))
     check_eval_json(repo)  # evaluate's figures, recomputed from its predictions
     assert "Data and pipelines are up to date" in run_dvc("status", cwd=repo)
 

@@ -110,17 +110,17 @@ def test_a_manifest_reads_its_rows_from_each_splits_array(tmp_path):
 def _model_file(path, seed: int, temperature: float):
     torch.manual_seed(seed)
     model = build_model("densenet121", len(CLASSES), "none")
-    save_checkpoint(path, model, **model_info(temperature=temperature, image_size=32))
+    save_checkpoint(path, model, model_info(temperature=temperature, image_size=32))
     return model.eval()
 
 
 def test_an_ensemble_file_loads_as_the_mean_of_its_fold_models_probabilities(tmp_path):
     members = [_model_file(tmp_path / f"{k}.pt", seed=k, temperature=1.0 + k) for k in range(3)]
     members_read = [read_checkpoint(tmp_path / f"{k}.pt") for k in range(3)]
-    save_ensemble(tmp_path / "model.pt", members_read, **model_info(), out_of_fold={})
+    save_ensemble(tmp_path / "model.pt", members_read, model_info(epoch=None, out_of_fold={}))
     ensemble, info = load_checkpoint(tmp_path / "model.pt", CLASSES)
-    assert isinstance(ensemble, FoldEnsemble) and len(info["members"]) == 3
-    assert [member["temperature"] for member in info["members"]] == [1.0, 2.0, 3.0]
+    assert isinstance(ensemble, FoldEnsemble) and len(info.members) == 3 and info.is_ensemble
+    assert [member.temperature for member in info.members] == [1.0, 2.0, 3.0]
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = torch.stack(

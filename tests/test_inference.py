@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
+from skinlesion.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from skinlesion.model.inference import fit_temperature, log_probabilities, predict, tta_views
 from skinlesion.predict import predict_batch
 
@@ -64,11 +64,12 @@ def test_a_fitted_temperature_lowers_the_nll_it_was_fitted_on_and_keeps_the_pred
 
 def test_the_temperature_travels_in_the_model_file_and_a_file_without_one_means_one(tmp_path):
     model = _model()
-    save_checkpoint(tmp_path / "old.pt", model, **model_info())
-    save_checkpoint(tmp_path / "calibrated.pt", model, **model_info(temperature=2.5))
+    save_checkpoint(tmp_path / "old.pt", model, model_info())
+    save_checkpoint(tmp_path / "calibrated.pt", model, model_info(temperature=2.5))
     _, old = load_checkpoint(tmp_path / "old.pt")
     _, calibrated = load_checkpoint(tmp_path / "calibrated.pt")
-    assert "temperature" not in old and calibrated["temperature"] == 2.5
+    assert old.temperature == 1.0 and calibrated.temperature == 2.5
+    assert "temperature" not in read_checkpoint(tmp_path / "old.pt")  # stored only when fitted
     images = [np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)]
     cpu = torch.device("cpu")
     plain = predict_batch(model, old, images, ["a"], device=cpu)

@@ -99,16 +99,16 @@ def test_the_fusion_model_uses_metadata_and_round_trips_through_its_file(tmp_pat
     unknown = torch.from_numpy(missing_metadata(2))
     with torch.no_grad():
         assert not torch.allclose(model(images, known), model(images, unknown))
-    save_checkpoint(tmp_path / "model.pt", model, **model_info(metadata=list(FEATURES)))
+    save_checkpoint(tmp_path / "model.pt", model, model_info(metadata=list(FEATURES)))
     loaded, info = load_checkpoint(tmp_path / "model.pt")
-    assert isinstance(loaded, MetadataFusion) and info["metadata"] == list(FEATURES)
+    assert isinstance(loaded, MetadataFusion) and info.metadata == FEATURES and info.uses_metadata
     with torch.no_grad():
         assert torch.equal(loaded(images, known), model(images, known))
         assert log_probabilities(loaded, images, "dihedral", 1.0, known).exp().sum(1) == pytest.approx(1, abs=1e-5)
 
 
 def test_a_model_file_with_another_metadata_encoding_is_refused(tmp_path):
-    save_checkpoint(tmp_path / "model.pt", _fusion(), **model_info(metadata=["age", "sex"]))
+    save_checkpoint(tmp_path / "model.pt", _fusion(), model_info(metadata=["age", "sex"]))
     with pytest.raises(Exception, match="encodes metadata as \\['age', 'sex'\\]"):
         load_checkpoint(tmp_path / "model.pt")
 
@@ -124,7 +124,7 @@ def test_gradcam_explains_the_image_part_of_a_fusion_model():
 
 @pytest.fixture
 def fusion_file(tmp_path):
-    save_checkpoint(tmp_path / "model.pt", _fusion(), **model_info(metadata=list(FEATURES)))
+    save_checkpoint(tmp_path / "model.pt", _fusion(), model_info(metadata=list(FEATURES)))
     rng = np.random.default_rng(0)
     for name in ("ISIC_A", "ISIC_B"):
         Image.fromarray(rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)).save(tmp_path / f"{name}.jpg")

@@ -10,6 +10,7 @@ from skinlesion.errors import DeviceError, WeightsError
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
 from skinlesion.model.device import available_devices, select_device
+from skinlesion.model.info import ModelInfo
 
 
 def _old_densenet_keys(state):
@@ -51,8 +52,8 @@ def test_imagenet_without_network_says_what_to_do(monkeypatch, tmp_path):
 
 def test_checkpoint_round_trip(tmp_path):
     model = build_model("densenet121", 8, "none").eval()
-    info = dict(arch="densenet121", classes=list(CLASSES), image_size=64, mean=[0.5] * 3, std=[0.2] * 3, epoch=3)
-    save_checkpoint(tmp_path / "model.pt", model, **info)
+    info = ModelInfo(arch="densenet121", classes=CLASSES, image_size=64, mean=(0.5,) * 3, std=(0.2,) * 3, epoch=3)
+    save_checkpoint(tmp_path / "model.pt", model, info)
     loaded, loaded_info = load_checkpoint(tmp_path / "model.pt")
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -69,3 +70,39 @@ def test_a_device_this_machine_lacks_is_named_with_the_setting_and_what_there_is
         select_device("cuda")
     assert select_device("cpu") == torch.device("cpu")
     assert select_device("auto") == torch.device(available_devices()[0]) and available_devices()[-1] == "cpu"
+
+
+def test_a_model_file_from_before_the_typed_record_still_loads(tmp_path):
+    """A file as the first versions wrote it (no border crop, colour constancy, metadata,
+    temperature or unknown threshold): loaded with the defaults of what it lacks."""
+    model = build_model("densenet121", 8, "none").eval()
+    old = {"arch": "densenet121", "classes": list(CLASSES), "image_size": 64, "mean": [0.5] * 3, "std": [0.2] * 3}
+    torch.save({"state_dict": model.state_dict(), **old, "epoch": 2, "val_balanced_accuracy": 0.4}, tmp_path / "old.pt")
+    _, info = load_checkpoint(tmp_path / "old.pt", CLASSES)
+    assert (info.crop_border, info.color_constancy, info.metadata, info.temperature) == (False, False, (), 1.0)
+    assert info.unknown_threshold is None and not info.is_ensemble and not info.uses_metadata
+    assert info.classes == CLASSES and info.epoch == 2
+
+
+def test_the_stored_record_keeps_the_files_keys_and_their_order():
+    """What train writes today, key for key and in order, so a rewritten file has the same bytes."""
+    stored = {
+        "arch": "densenet121",
+        "classes": list(CLASSES),
+        "image_size": 64,
+        "crop_border": False,
+        "color_constancy": False,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "epoch": 4,
+        "val_balanced_accuracy": 0.6,
+        "val_accuracy": 0.8,
+        "val_loss": 0.5,
+        "unknown_threshold": 0.3,
+    }
+    info = ModelInfo.from_stored(stored, "model.pt")
+    assert list(info.stored().items()) == list(stored.items())
+    calibrated = ModelInfo.from_stored({**stored, "temperature": 1.7}, "model.pt")
+    assert list(calibrated.stored()) == [*list(stored)[:-1], "temperature", "unknown_threshold"]
+    with pytest.raises(WeightsError, match=r"^model.pt: not a model of this project \(missing \['image_size'\]\)"):
+        ModelInfo.from_stored({key: value for key, value in stored.items() if key != "image_size"}, "model.pt")

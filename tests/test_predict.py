@@ -20,8 +20,7 @@ from skinlesion.transforms.normalize import normalize
 def model_file(tmp_path):
     torch.manual_seed(0)
     model = build_model("densenet121", 8, "none").eval()
-    info = model_info()
-    save_checkpoint(tmp_path / "model.pt", model, **info)
+    save_checkpoint(tmp_path / "model.pt", model, model_info())
     return tmp_path / "model.pt", model
 
 

@@ -4,6 +4,7 @@ predictions: the metrics, the predictions table, the curves, and eval.json's blo
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import model_info
 from sklearn.metrics import balanced_accuracy_score
 
 from skinlesion.classes import CLASSES
@@ -72,22 +73,22 @@ def test_curves_for_each_class_present_and_the_reliability_bins(tmp_path):
 def test_eval_json_of_a_single_model_recomputes_the_unknown_rate_from_its_threshold():
     log_probabilities = np.log(_probabilities())
     scores = Scores(log_probabilities, Y_TRUE, 0.75, {"epoch": 3, "temperature": 1.5})
-    info = {"classes": list(CLASSES), "unknown_threshold": 0.35}
+    info = model_info(unknown_threshold=0.35)
     metrics = eval_metrics(_manifest(), scores, info, PARAMS)
     assert set(metrics) == {"test", "model"}
     assert metrics["test"]["loss"] == 0.75 and metrics["test"]["tta"] == "none"
     assert metrics["test"]["unknown_rate"] == pytest.approx(np.mean(unknown_scores(_probabilities()) > 0.35))
     assert metrics["test"]["unknown_rate"] == pytest.approx(3 / 8)  # confidences 0.6, 0.4 and 0.55
     assert metrics["model"] == {"epoch": 3, "temperature": 1.5, "unknown_threshold": 0.35}
-    without = eval_metrics(_manifest(), scores, {"classes": list(CLASSES)}, PARAMS)
+    without = eval_metrics(_manifest(), scores, model_info(), PARAMS)
     assert "unknown_rate" not in without["test"] and "unknown_threshold" not in without["model"]
 
 
 def test_eval_json_of_the_fold_ensemble_adds_each_folds_figures():
     folds_logs = np.log(np.stack([_probabilities(), _probabilities()]))
     scores = Scores(folds_logs[0], Y_TRUE, 0.5, {"folds": 2}, folds_logs)
-    members = [{"epoch": 1, "val_balanced_accuracy": 0.4}, {"epoch": 2, "val_balanced_accuracy": 0.5}]
-    info = {"classes": list(CLASSES), "members": members, "out_of_fold": {"images": 10}}
+    members = [model_info(epoch=1, val_balanced_accuracy=0.4), model_info(epoch=2, val_balanced_accuracy=0.5)]
+    info = model_info(epoch=None, members=members, out_of_fold={"images": 10})
     metrics = eval_metrics(_manifest(), scores, info, PARAMS)
     assert metrics["cv"]["folds"]["1"]["epoch"] == 2
     assert metrics["cv"]["test_mean"]["balanced_accuracy"] == pytest.approx(metrics["test"]["balanced_accuracy"])

@@ -72,7 +72,7 @@ def test_early_stopping_ends_training_and_keeps_the_best_epoch(tmp_path):
     best = fit(params, _data(tmp_path), tmp_path / "model.pt", live)
     assert best["epoch"] == 0 and len(live.history) == 3  # epochs 0, 1, 2, then stop
     info = load_checkpoint(tmp_path / "model.pt")[1]
-    assert info["epoch"] == 0 and "temperature" not in info and 0 < info["unknown_threshold"] < 1
+    assert info.epoch == 0 and info.temperature == 1.0 and 0 < info.unknown_threshold < 1
     assert all(step["train/learning_rate"] == pytest.approx(1e-12) for step in live.history)
 
 
@@ -90,9 +90,9 @@ def test_cosine_schedule_and_options_run(tmp_path):
     )
     best = fit(params, _data(tmp_path), tmp_path / "model.pt", live)
     info = load_checkpoint(tmp_path / "model.pt")[1]
-    assert info["temperature"] == best["temperature"] == live.summary["best"]["temperature"] > 0
-    assert info["epoch"] == best["epoch"]  # the best epoch's weights, calibrated
-    assert 0 < info["unknown_threshold"] == best["unknown_threshold"] < 1 - 1 / len(CLASSES)
+    assert info.temperature == best["temperature"] == live.summary["best"]["temperature"] > 0
+    assert info.epoch == best["epoch"]  # the best epoch's weights, calibrated
+    assert 0 < info.unknown_threshold == best["unknown_threshold"] < 1 - 1 / len(CLASSES)
     rates = [step["train/learning_rate"] for step in live.history]
     assert rates == pytest.approx([0.5e-4, 1e-4, 1e-4 * 0.5 * (1 + math.cos(math.pi / 2))])
     assert all(math.isfinite(step["train/loss"]) for step in live.history)
@@ -111,8 +111,8 @@ def test_a_metadata_model_trains_calibrates_and_says_which_manifest_lacks_metada
     write_manifest(manifest.assign(**metadata), tmp_path / "val.csv")
     best = fit(params, _data(tmp_path), tmp_path / "model.pt", MemoryLive())
     model, info = load_checkpoint(tmp_path / "model.pt")
-    assert isinstance(model, MetadataFusion) and info["metadata"] == list(FEATURES)
-    assert info["temperature"] == best["temperature"] > 0
+    assert isinstance(model, MetadataFusion) and info.metadata == FEATURES
+    assert info.temperature == best["temperature"] > 0
 
 
 @pytest.mark.parametrize("bad_step", [0, 1])  # 16 images in batches of 8: step 1 is the epoch's last

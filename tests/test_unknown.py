@@ -28,8 +28,8 @@ def test_the_score_is_one_minus_the_top_probability_and_the_threshold_keeps_the_
 def model_folder(tmp_path):
     torch.manual_seed(0)
     model = build_model("densenet121", len(CLASSES), "none").eval()
-    save_checkpoint(tmp_path / "model.pt", model, **model_info(unknown_threshold=0.2))
-    save_checkpoint(tmp_path / "old.pt", model, **model_info())
+    save_checkpoint(tmp_path / "model.pt", model, model_info(unknown_threshold=0.2))
+    save_checkpoint(tmp_path / "old.pt", model, model_info())
     rng = np.random.default_rng(0)
     for i in range(5):
         Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(tmp_path / f"ISIC_{i:07d}.jpg")

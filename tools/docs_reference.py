@@ -97,6 +97,11 @@ OUTPUTS = {
     "class; drawn as the confusion matrix",
     "plots/gradcam": "`<CLASS>_correct_<image>.png` and `<CLASS>_wrong_<image>.png`: Grad-CAM overlays of test "
     "images, per class rightly and wrongly classified ones",
+    "models/model_card.md": "the model card: what the model is and is not for, its data and data version, the "
+    "training params that differ from the recipe, the test figures, calibration, unknown score, limitations and "
+    "how to reproduce it ([The model card](../model-card.md))",
+    "models/model_card.html": "the model card as one self-contained page (figures inlined, no script, no network): "
+    "the Markdown's sections with the confusion matrix, ROC, reliability diagram and Grad-CAM panels drawn",
 }
 
 # The plots of `dvc plots show`, by title (stage plots are described with their files above).
@@ -406,6 +411,7 @@ def cross_validation_example() -> dict:
 
     from skinlesion.classes import CLASSES
     from skinlesion.evaluation.cv import fold_test_figures, out_of_fold_figures
+    from skinlesion.model.info import ModelInfo
 
     y_true = np.arange(16) % len(CLASSES)
     probabilities = np.full((2, 16, len(CLASSES)), 0.5 / (len(CLASSES) - 1))
@@ -413,11 +419,9 @@ def cross_validation_example() -> dict:
     probabilities[1, np.arange(16), (y_true + 1) % len(CLASSES)] = 0.5
     out_of_fold = out_of_fold_figures(probabilities[0], y_true)
     out_of_fold.pop("unknown_threshold")  # kept in the ensemble's model file, not in its `out_of_fold`
-    info = {
-        "classes": list(CLASSES),
-        "members": [{"epoch": 1, "val_balanced_accuracy": 0.5}] * 2,
-        "out_of_fold": out_of_fold,
-    }
+    preprocessing = dict(arch="densenet121", classes=CLASSES, image_size=64, mean=(0.5,) * 3, std=(0.2,) * 3)
+    member = ModelInfo(**preprocessing, epoch=1, val_balanced_accuracy=0.5)
+    info = ModelInfo(**preprocessing, members=(member, member), out_of_fold=out_of_fold)
     return {"cv": fold_test_figures(np.log(probabilities), y_true, info, bins=15)}
 
 

@@ -24,9 +24,8 @@ from skinlesion.evaluation.metrics import balanced_accuracy, classification_repo
 from skinlesion.model.checkpoint import build_checkpoint, predict_rows, read_checkpoint
 from skinlesion.model.device import Device, on_device
 from skinlesion.model.inference import unknown_scores, unknown_threshold
+from skinlesion.model.info import SHARED, ModelInfo
 
-# what every fold model must share for their probabilities to be averaged over one input
-SHARED = ("arch", "classes", "image_size", "crop_border", "color_constancy", "mean", "std", "metadata")
 # the validation curves that fold_curves gathers from each fold's DVCLive folder
 CURVES = ("balanced_accuracy", "loss", "accuracy")
 # the test figures reported for each fold model, and their mean and standard deviation
@@ -55,14 +54,17 @@ def fold_model_files(folder: Path, folds: list[int]) -> list[Path]:
     return files
 
 
-def shared_info(infos: list[dict], files: list[Path]) -> dict:
-    """The SHARED keys of the fold models' infos (load_checkpoint's, in the order of `files`);
-    a DataError names the key and each file's value when they differ."""
+def shared_info(infos: list[ModelInfo], files: list[Path]) -> dict:
+    """The SHARED fields of the fold models' infos (in the order of `files`); a DataError
+    names the field and each file's value when they differ."""
     for key in SHARED:
-        values = [info.get(key) for info in infos]
+        values = [getattr(info, key) for info in infos]
         if any(value != values[0] for value in values):
-            raise DataError(f"the fold models differ in {key} ({dict(zip(map(str, files), values))}): retrain them")
-    return {key: infos[0][key] for key in SHARED if key in infos[0]}
+            shown = {
+                str(path): list(value) if isinstance(value, tuple) else value for path, value in zip(files, values)
+            }
+            raise DataError(f"the fold models differ in {key} ({shown}): retrain them")
+    return {key: getattr(infos[0], key) for key in SHARED}
 
 
 def out_of_fold_figures(probabilities: np.ndarray, y_true: np.ndarray) -> dict:
@@ -85,7 +87,7 @@ def combine_folds(
     where: str,
     device: torch.device,
     batch_size: int,
-) -> tuple[list[dict], dict]:
+) -> tuple[list[dict], ModelInfo]:
     """The fold models' ensemble file's contents: the fold models as read (save_ensemble's
     `members`) and the ensemble's info (SHARED, the unknown threshold, `out_of_fold`). Fold k
     (`files[k]`) predicts its own validation rows of the fold table `table` (named `where`)."""
@@ -100,7 +102,7 @@ def combine_folds(
         probabilities.append(np.exp(logs))
         labels.append(y_true)
     oof = out_of_fold_figures(np.concatenate(probabilities), np.concatenate(labels))
-    return checkpoints, {**shared, "unknown_threshold": oof.pop("unknown_threshold"), "out_of_fold": oof}
+    return checkpoints, ModelInfo(**shared, unknown_threshold=oof.pop("unknown_threshold"), out_of_fold=oof)
 
 
 def fold_curves(live: Path, folds: list[int]) -> pd.DataFrame:
@@ -114,18 +116,18 @@ def fold_curves(live: Path, folds: list[int]) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)[["step", "fold", *CURVES]]
 
 
-def fold_test_figures(folds_logs: np.ndarray, y_true: np.ndarray, info: dict, bins: int) -> dict:
+def fold_test_figures(folds_logs: np.ndarray, y_true: np.ndarray, info: ModelInfo, bins: int) -> dict:
     """eval.json's `cv`: each fold model's test figures (`folds_logs`: their log class
     probabilities, (folds, N, C), from fold_predictions), their mean and sample standard
     deviation over the folds, and the out-of-fold estimate the ensemble stage measured on
-    train+val (no test image in it). `info` is the ensemble's (load_checkpoint's)."""
+    train+val (no test image in it). `info` is the ensemble's."""
     folds = {}
-    for fold, (logs, member_info) in enumerate(zip(folds_logs, info["members"])):
-        report = classification_report(y_true, np.exp(logs), tuple(info["classes"]), bins)
+    for fold, (logs, member) in enumerate(zip(folds_logs, info.members)):
+        report = classification_report(y_true, np.exp(logs), info.classes, bins)
         folds[str(fold)] = {
             "test": {name: report[name] for name in FOLD_FIGURES},
-            "epoch": member_info["epoch"],
-            "val_balanced_accuracy": member_info["val_balanced_accuracy"],
+            "epoch": member.epoch,
+            "val_balanced_accuracy": member.val_balanced_accuracy,
         }
     values = {
         name: [fold["test"][name] for fold in folds.values() if fold["test"][name] is not None] for name in FOLD_FIGURES
@@ -134,5 +136,5 @@ def fold_test_figures(folds_logs: np.ndarray, y_true: np.ndarray, info: dict, bi
         "folds": folds,
         "test_mean": {name: float(np.mean(found)) if found else None for name, found in values.items()},
         "test_std": {name: float(np.std(found, ddof=1)) if len(found) > 1 else None for name, found in values.items()},
-        "out_of_fold": info["out_of_fold"],
+        "out_of_fold": dict(info.out_of_fold),
     }

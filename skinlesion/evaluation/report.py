@@ -24,10 +24,10 @@ from skinlesion.config import Section, View
 from skinlesion.data.split import lesion_groups
 from skinlesion.evaluation.cv import fold_test_figures
 from skinlesion.evaluation.metrics import bootstrap_interval, classification_report, one_vs_rest_curves, reliability
-from skinlesion.model.checkpoint import uses_metadata
 from skinlesion.model.device import TrainingDevice
 from skinlesion.model.ensemble import fold_predictions
 from skinlesion.model.inference import TTA, mean_probability, predict, unknown_scores
+from skinlesion.model.info import ModelInfo
 
 
 class EvaluateParams(Section):
@@ -58,38 +58,37 @@ class Scores:
     folds_logs: np.ndarray | None = None  # (folds, N, C) for the fold models' ensemble: each fold model's
 
 
-def score_model(model: torch.nn.Module, info: dict, loader: DataLoader, device: torch.device, tta: TTA) -> Scores:
+def score_model(model: torch.nn.Module, info: ModelInfo, loader: DataLoader, device: torch.device, tta: TTA) -> Scores:
     """The test predictions of the model that load_checkpoint gave as (`model`, `info`). For the
     fold models' ensemble each fold model runs once (fold_predictions) and the ensemble's
     probabilities are their mean; `folds_logs` keeps the folds' own for fold_test_figures."""
-    if "members" not in info:
-        temperature = info.get("temperature", 1.0)
-        log_probabilities, y_true, loss = predict(model, loader, device, tta, temperature)
+    if not info.is_ensemble:
+        log_probabilities, y_true, loss = predict(model, loader, device, tta, info.temperature)
         described = {
-            "epoch": info["epoch"],
-            "val_balanced_accuracy": info["val_balanced_accuracy"],
-            "temperature": temperature,
-            "metadata": uses_metadata(info),
+            "epoch": info.epoch,
+            "val_balanced_accuracy": info.val_balanced_accuracy,
+            "temperature": info.temperature,
+            "metadata": info.uses_metadata,
         }
         return Scores(log_probabilities, y_true, loss, described)
     folds_logs, y_true = fold_predictions(model, loader, device, tta)
     log_probabilities = mean_probability(torch.from_numpy(folds_logs)).numpy()
     loss = float(-log_probabilities[np.arange(len(y_true)), y_true].mean())
-    described = {"folds": len(info["members"]), "metadata": uses_metadata(info)}
+    described = {"folds": len(info.members), "metadata": info.uses_metadata}
     return Scores(log_probabilities, y_true, loss, described, folds_logs)
 
 
-def eval_metrics(manifest: pd.DataFrame, scores: Scores, info: dict, params: EvaluateParams) -> dict:
+def eval_metrics(manifest: pd.DataFrame, scores: Scores, info: ModelInfo, params: EvaluateParams) -> dict:
     """eval.json: `test` (evaluation_report, the loss, the TTA and, when the model has an
     unknown threshold, `unknown_rate`), `model`, and for an ensemble `cv`."""
     probabilities = np.exp(scores.log_probabilities)
-    classes = tuple(info["classes"])
+    classes = info.classes
     report = {**evaluation_report(manifest, scores.y_true, probabilities, classes, params), "loss": scores.loss}
     report["tta"] = params.tta
     described = dict(scores.model)
-    if "unknown_threshold" in info:  # test images are all of known classes: the share called unknown wrongly
-        report["unknown_rate"] = float((unknown_scores(probabilities) > info["unknown_threshold"]).mean())
-        described["unknown_threshold"] = info["unknown_threshold"]
+    if info.unknown_threshold is not None:  # test images are all of known classes: the share called unknown wrongly
+        report["unknown_rate"] = float((unknown_scores(probabilities) > info.unknown_threshold).mean())
+        described["unknown_threshold"] = info.unknown_threshold
     metrics = {"test": report, "model": described}
     if scores.folds_logs is not None:
         metrics["cv"] = fold_test_figures(scores.folds_logs, scores.y_true, info, params.calibration_bins)

@@ -20,21 +20,23 @@ from skinlesion.model.architectures import ARCHITECTURES, build_model
 from skinlesion.model.device import on_device
 from skinlesion.model.ensemble import FoldEnsemble
 from skinlesion.model.inference import predict
+from skinlesion.model.info import ModelInfo
 from skinlesion.transforms.normalize import normalize
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, **info) -> None:
-    """Save weights and what inference needs (arch, classes, image_size, mean, std, ...)."""
+def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo) -> None:
+    """Save the weights and what inference needs (`info`)."""
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     with atomic_file(path) as tmp:
-        torch.save({"state_dict": state, **info}, tmp)
+        torch.save({"state_dict": state, **info.stored()}, tmp)
 
 
-def save_ensemble(path: str | Path, members: list[dict], **info) -> None:
+def save_ensemble(path: str | Path, members: list[dict], info: ModelInfo) -> None:
     """Save the fold models `members` (read_checkpoint's dicts of save_checkpoint's files) as one
-    model file, with `info` (the preprocessing they share, the ensemble's unknown threshold, ...)."""
+    model file, with the ensemble's `info` (the preprocessing they share, its unknown threshold,
+    its out-of-fold estimate)."""
     with atomic_file(path) as tmp:
-        torch.save({"members": members, **info}, tmp)
+        torch.save({"members": members, **info.stored()}, tmp)
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -52,10 +54,9 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def load_checkpoint(path: str | Path, classes: tuple[str, ...] | None = None) -> tuple[nn.Module, dict]:
+def load_checkpoint(path: str | Path, classes: tuple[str, ...] | None = None) -> tuple[nn.Module, ModelInfo]:
     """Rebuild the model saved by `save_checkpoint`, or the fold models' FoldEnsemble saved by
-    `save_ensemble`; returns (model in eval mode, info). An ensemble's info holds `members`:
-    each fold model's own info.
+    `save_ensemble`; returns (model in eval mode, its ModelInfo).
 
     With `classes`, the model must predict exactly those classes in that order (evaluate
     and gradcam score it against labels in the project's order).
@@ -65,76 +66,68 @@ def load_checkpoint(path: str | Path, classes: tuple[str, ...] | None = None) ->
 
 def load_for_inference(
     path: str | Path, device: torch.device, classes: tuple[str, ...] | None = None
-) -> tuple[nn.Module, dict]:
+) -> tuple[nn.Module, ModelInfo]:
     """load_checkpoint's (model, info), the model on `device` in its memory format."""
     model, info = load_checkpoint(path, classes)
     return on_device(model, device), info
 
 
-def build_checkpoint(checkpoint: dict, path: Path, classes: tuple[str, ...] | None) -> tuple[nn.Module, dict]:
+def build_checkpoint(checkpoint: dict, path: Path, classes: tuple[str, ...] | None) -> tuple[nn.Module, ModelInfo]:
     """load_checkpoint's (model, info) from the dict read_checkpoint read from `path`."""
-    if "members" not in checkpoint:
-        return _build(checkpoint, path, classes)
-    models, infos = zip(*(_build(member, path, classes) for member in checkpoint["members"]))
-    info = {key: value for key, value in checkpoint.items() if key != "members"}
-    temperatures = [member.get("temperature", 1.0) for member in infos]
-    return FoldEnsemble(list(models), temperatures).eval(), {**info, "members": list(infos)}
+    info = ModelInfo.from_stored(checkpoint, path)
+    if not info.is_ensemble:
+        return _build(checkpoint, info, path, classes), info
+    models = [_build(stored, member, path, classes) for stored, member in zip(checkpoint["members"], info.members)]
+    return FoldEnsemble(models, [member.temperature for member in info.members]).eval(), info
 
 
-def _build(checkpoint: dict, path: Path, classes: tuple[str, ...] | None) -> tuple[nn.Module, dict]:
-    missing = [key for key in ("state_dict", "arch", "classes", "image_size", "mean", "std") if key not in checkpoint]
-    if missing:
-        raise WeightsError(f"{path}: not a model of this project (missing {missing})")
-    if checkpoint["arch"] not in ARCHITECTURES:
-        raise WeightsError(f"{path}: unknown architecture {checkpoint['arch']!r}; known: {sorted(ARCHITECTURES)}")
-    if classes is not None and tuple(checkpoint["classes"]) != tuple(classes):
+def _build(checkpoint: dict, info: ModelInfo, path: Path, classes: tuple[str, ...] | None) -> nn.Module:
+    """The network of one model file's `checkpoint` (its weights) and `info`, in eval mode."""
+    if "state_dict" not in checkpoint:
+        raise WeightsError(f"{path}: not a model of this project (missing ['state_dict'])")
+    if info.arch not in ARCHITECTURES:
+        raise WeightsError(f"{path}: unknown architecture {info.arch!r}; known: {sorted(ARCHITECTURES)}")
+    if classes is not None and info.classes != tuple(classes):
+        raise WeightsError(f"{path}: the model predicts {list(info.classes)}, not {list(classes)} in that order")
+    if info.metadata and info.metadata != FEATURES:
         raise WeightsError(
-            f"{path}: the model predicts {list(checkpoint['classes'])}, not {list(classes)} in that order"
+            f"{path}: the model encodes metadata as {list(info.metadata)}, this version as {list(FEATURES)}"
         )
-    metadata = list(checkpoint.get("metadata", []))  # the names of its metadata inputs, if any
-    if metadata and metadata != list(FEATURES):
-        raise WeightsError(f"{path}: the model encodes metadata as {metadata}, this version as {list(FEATURES)}")
-    model = build_model(checkpoint["arch"], len(checkpoint["classes"]), "none", len(metadata))
+    model = build_model(info.arch, len(info.classes), "none", len(info.metadata))
     try:
         model.load_state_dict(checkpoint["state_dict"], strict=True)
     except (RuntimeError, TypeError, AttributeError) as error:  # other keys or shapes; not a state dict at all
         raise WeightsError(
-            f"{path}: weights do not fit {checkpoint['arch']} with {len(checkpoint['classes'])} classes: {error}"
+            f"{path}: weights do not fit {info.arch} with {len(info.classes)} classes: {error}"
         ) from error
-    info = {key: value for key, value in checkpoint.items() if key != "state_dict"}
-    return model.eval(), info
+    return model.eval()
 
 
-def uses_metadata(info: dict) -> bool:
-    """Whether the model in `info` (load_checkpoint's) takes each image's metadata as a second input."""
-    return bool(info.get("metadata"))
+def input_transform(info: ModelInfo) -> v2.Compose:
+    """The normalisation the model was trained with."""
+    return normalize(mean=info.mean, std=info.std)
 
 
-def input_transform(info: dict) -> v2.Compose:
-    """The normalisation the model in `info` (load_checkpoint's) was trained with."""
-    return normalize(mean=tuple(info["mean"]), std=tuple(info["std"]))
-
-
-def model_dataset(folder: Path, manifest: pd.DataFrame, info: dict, where: str) -> ImageArrayDataset:
+def model_dataset(folder: Path, manifest: pd.DataFrame, info: ModelInfo, where: str) -> ImageArrayDataset:
     """The images of `manifest` (rows of prepare-split's arrays in `folder`) as the model in
     `info` takes them: normalised as in training and, for a model that fuses metadata, with
     their metadata (`where` names the manifest in metadata errors)."""
-    metadata = encode_metadata(manifest, where) if uses_metadata(info) else None
+    metadata = encode_metadata(manifest, where) if info.uses_metadata else None
     return ImageArrayDataset(folder, manifest, input_transform(info), metadata=metadata)
 
 
 def predict_rows(
     model: nn.Module,
-    info: dict,
+    info: ModelInfo,
     folder: Path,
     manifest: pd.DataFrame,
     where: str,
     device: torch.device,
     batch_size: int,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """inference.predict over the rows of `manifest` (model_dataset's), with the temperature
-    in `info` (1 when it has none) and no TTA: how validation images are predicted after
+    """inference.predict over the rows of `manifest` (model_dataset's), with the model's
+    temperature and no TTA: how validation images are predicted after
     training, for the temperature, the unknown threshold and the out-of-fold estimate."""
     dataset = model_dataset(folder, manifest, info, where)
     loader = DataLoader(dataset, batch_size=batch_size, pin_memory=device.type == "cuda")
-    return predict(model, loader, device, "none", info.get("temperature", 1.0))
+    return predict(model, loader, device, "none", info.temperature)

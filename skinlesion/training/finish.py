@@ -4,6 +4,7 @@ temperature, with `training.calibration: temperature`, and the unknown threshold
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from skinlesion.data.folds import FoldData
 from skinlesion.data.metadata import FEATURES
 from skinlesion.model.checkpoint import load_for_inference, predict_rows, save_checkpoint
 from skinlesion.model.inference import KEEP_KNOWN, fit_temperature, unknown_scores, unknown_threshold
+from skinlesion.model.info import ModelInfo
 from skinlesion.training.params import TrainingParams, TrainRun
 from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD
 
@@ -24,19 +26,18 @@ log = logging.getLogger(__name__)
 
 def save_model(path: Path, net: nn.Module, params: TrainRun, best: dict) -> None:
     """The model file: weights, and what inference needs to preprocess images as training saw them."""
-    save_checkpoint(
-        path,
-        net,
+    info = ModelInfo(
         arch=params.model.name,
-        classes=list(CLASSES),
+        classes=CLASSES,
         image_size=params.prepare.image_size,
         crop_border=params.prepare.crop_border,
         color_constancy=params.prepare.color_constancy,
-        mean=list(IMAGENET_MEAN),
-        std=list(IMAGENET_STD),
-        **({"metadata": list(FEATURES)} if params.model.use_metadata else {}),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        metadata=FEATURES if params.model.use_metadata else (),
         **best,
     )
+    save_checkpoint(path, net, info)
 
 
 def finish_model(model_path: Path, data: FoldData, device: torch.device, settings: TrainingParams) -> dict:
@@ -63,5 +64,5 @@ def finish_model(model_path: Path, data: FoldData, device: torch.device, setting
         fitted["unknown_threshold"],
         100 * KEEP_KNOWN,
     )
-    save_checkpoint(model_path, model, **{**info, **fitted})
+    save_checkpoint(model_path, model, dataclasses.replace(info, **fitted))
     return fitted

@@ -1,6 +1,8 @@
 """The `skinlesion` command: the tools around the pipeline (the stages run through dvc repro).
+Its arguments and what it prints live here; the work, in the library. Building the parser
+imports no torch, so `skinlesion --help` answers at once.
 
-skinlesion predict IMAGE ... [--model models/model.pt] [--device auto] [--cam DIR]
+skinlesion predict IMAGE ... [--model models/model.pt] [--out FILE] [--isic-submission FILE]
 skinlesion import-isic [--test] [--out data/isic2019]
 skinlesion check-params [params.yaml ...]
 skinlesion run-profile NAME [dvc exp run arguments ...]
@@ -10,15 +12,161 @@ skinlesion params-schema [--out params.schema.json]
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import time
 from pathlib import Path
+from typing import get_args
+
+from skinlesion.model.info import TTA
+
+log = logging.getLogger(__name__)
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from skinlesion.predict import run
+    """Predict args.images, printing results batch by batch and writing --out and
+    --isic-submission as they come; returns 1 if any file could not be read."""
+    from tqdm import tqdm
 
-    return run(args)
+    from skinlesion import predict as library
+    from skinlesion.model.checkpoint import load_for_inference
+    from skinlesion.model.device import select_device
+
+    device = select_device(args.device, "--device")
+    model, info = load_for_inference(args.model, device)
+    files = {}
+    if args.isic_submission:
+        library.check_submission(info, args.model)
+        files["submission"] = library.submission_file(args.isic_submission)
+    if args.out:
+        files["results"] = library.results_file(args.out, info)
+    paths = library.expand_inputs(args.images)
+    todo = [path for path in paths if not files or not all(file.has(str(path)) for file in files.values())]
+    if len(todo) < len(paths):
+        log.info(
+            "%d of %d images are already in %s: predicting the other %d",
+            len(paths) - len(todo),
+            len(paths),
+            " and ".join(str(file.path) for file in files.values()),
+            len(todo),
+        )
+    values = {"age_approx": args.age, "sex": args.sex, "anatom_site_general": args.site}
+    metadata = library.image_metadata(todo, info, table_path=args.metadata, values=values, model_path=args.model)
+    if args.cam:
+        args.cam.mkdir(parents=True, exist_ok=True)
+    batches = library.predict_batches(
+        model, info, todo, device=device, batch_size=args.batch_size, tta=args.tta, cam_dir=args.cam, metadata=metadata
+    )
+    failed, started, printer = 0, time.perf_counter(), _ResultPrinter(args.json, info.classes, args.top)
+    with tqdm(total=len(todo), unit="image", disable=None, file=sys.stderr) as progress:  # a bar on a terminal only
+        for results in batches:
+            for result in results:
+                if "error" in result:
+                    failed += 1
+                    print(f"{result['image']}: error: {result['error']}", file=sys.stderr)
+            printer.show(results)
+            if "results" in files:
+                files["results"].append([library.results_row(result, info) for result in results])
+            if "submission" in files:
+                rows = (library.submission_row(result, info) for result in results)
+                files["submission"].append([row for row in rows if row is not None])
+            progress.update(len(results))
+    printer.close()
+    for file in files.values():
+        log.info("wrote %d rows to %s", file.finish(), file.path)
+    seconds = time.perf_counter() - started
+    log.info(
+        "predicted %d images (%d could not be read) in %.1f s: %.1f images/s",
+        len(todo),
+        failed,
+        seconds,
+        len(todo) / max(seconds, 1e-9),
+    )
+    return 1 if failed else 0
+
+
+class _ResultPrinter:
+    """Prints results as they come: a line per image (its top classes), or with `as_json` one
+    JSON array written element by element, so nothing is held back until the end."""
+
+    def __init__(self, as_json: bool, classes: tuple[str, ...], top: int):
+        self.as_json, self.classes, self.top, self.count = as_json, classes, top, 0
+
+    def show(self, results: list[dict]) -> None:
+        from skinlesion.predict import top_classes
+
+        for result in results:
+            shown = {"image": result["image"]}
+            if "error" in result:
+                shown["error"] = result["error"]
+            else:
+                shown["predictions"] = top_classes(result["probabilities"], self.classes, self.top)
+            if "metadata" in result:
+                shown["metadata"] = result["metadata"]
+            if self.as_json:
+                sys.stdout.write(("[\n" if self.count == 0 else ",\n") + json.dumps(shown, indent=2))
+            elif "predictions" in shown:
+                print(
+                    shown["image"]
+                    + "  "
+                    + "  ".join(f"{p['class']} {p['probability']:.3f}" for p in shown["predictions"])
+                )
+            self.count += 1
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.as_json:
+            print("[]" if self.count == 0 else "\n]")
+
+
+def _positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "images", type=Path, nargs="+", help="image files (JPEG, PNG, ...), folders of them, or zip archives of them"
+    )
+    parser.add_argument("--model", type=Path, default=Path("models/model.pt"))
+    parser.add_argument("--top", type=_positive, default=3, help="classes shown per image")
+    parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="also write every image's probabilities, as they come, to a .csv or .jsonl file; "
+        "rerun with the same file to continue an interrupted run",
+    )
+    parser.add_argument(
+        "--isic-submission",
+        type=Path,
+        help="also write the ISIC 2019 submission CSV (image, MEL, ..., SCC, UNK; UNK from the unknown score), "
+        "continued by a rerun as --out",
+    )
+    parser.add_argument("--cam", type=Path, help="folder for Grad-CAM overlays of the predicted class")
+    parser.add_argument(
+        "--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: CUDA, then MPS, then CPU"
+    )
+    parser.add_argument("--batch-size", type=_positive, default=32, help="images per forward pass")
+    parser.add_argument(
+        "--tta", default="none", choices=list(get_args(TTA)), help="test-time augmentation, as evaluate.tta"
+    )
+    parser.add_argument(
+        "--metadata",
+        type=Path,
+        help="for a model trained with metadata: a CSV with columns image, age_approx, anatom_site_general, sex "
+        "(as ISIC's metadata files), matched to the files by name without extension",
+    )
+    parser.add_argument("--age", help="approximate age in years of every image (instead of --metadata)")
+    parser.add_argument("--sex", help="male or female, for every image")
+    parser.add_argument("--site", help="anatomical site of every image, as ISIC writes it (e.g. 'head/neck')")
 
 
 def _import_isic(args: argparse.Namespace) -> int:
@@ -60,12 +208,16 @@ def _params_schema(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     from skinlesion.data.official import OFFICIAL_URL
-    from skinlesion.predict import add_arguments
 
     root = argparse.ArgumentParser(prog="skinlesion", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
-    predict = commands.add_parser("predict", help="classify new images with a trained model")
-    add_arguments(predict)
+    predict = commands.add_parser(
+        "predict",
+        help="classify new images with a trained model",
+        description="Exit status: 0 all images predicted, 1 some files could not be read (named on stderr), "
+        "2 usage or bad input.",
+    )
+    add_predict_arguments(predict)
     predict.set_defaults(run=_predict)
     official = commands.add_parser("import-isic", help="dvc import-url of the official ISIC 2019 files")
     official.add_argument(

@@ -1,43 +1,42 @@
-"""Predict the class of new dermoscopy images with a trained model (`skinlesion predict`).
+"""Predicting new dermoscopy images with a trained model: the library behind `skinlesion
+predict` (skinlesion/cli.py owns its arguments and what it prints).
 
 Images are decoded and preprocessed exactly as prepare-split and evaluate do (size, border
-crop, colour constancy and normalisation come from the model file), in batches, on the
-device training would pick, with the model file's temperature (when training fitted one) and
-optional test-time augmentation (--tta). A model trained with `model.use_metadata` also takes
-each image's age, sex and anatomical site: from `--metadata CSV` (the official metadata
-format, rows matched by file name without extension) or `--age/--sex/--site` for every image;
-what is not given is treated as missing, and a warning says so. Inputs are image files,
-folders of them, or zip archives of them read in place (the official test zip); with
---isic-submission, the ISIC 2019 submission CSV is written too. A file that cannot be read
-gets an error line naming it; the others are still predicted; the exit status is 1 if any
-file failed.
+crop, colour constancy and normalisation come from the model file), in batches, with the model
+file's temperature and optional test-time augmentation. A model trained with
+`model.use_metadata` also takes each image's age, sex and anatomical site (image_metadata).
+Inputs are image files, folders of them, or zip archives of them read in place (the official
+test zip). Results come batch by batch (predict_batches), so memory does not grow with the
+number of images, and are written as they come to files that a rerun continues (OutputFile):
+a results table (CSV or JSON lines) and the ISIC 2019 submission CSV.
 """
 
 from __future__ import annotations
 
-import argparse
+import csv
 import functools
 import io
 import json
 import logging
-import sys
+import os
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, get_args
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
 import torch
 
-from skinlesion.atomic import atomic_file
 from skinlesion.classes import CLASSES
 from skinlesion.data.images import decode_or_reason, load_image
+from skinlesion.data.isic import GROUND_TRUTH_COLUMNS
 from skinlesion.data.metadata import FIELDS, check_metadata, encode_metadata
 from skinlesion.errors import DataError
 from skinlesion.evaluation.gradcam import class_maps, maps_note, save_overlays
-from skinlesion.model.checkpoint import input_transform, load_for_inference
-from skinlesion.model.device import memory_format, select_device
-from skinlesion.model.inference import TTA, log_probabilities
+from skinlesion.model.checkpoint import input_transform
+from skinlesion.model.device import memory_format
+from skinlesion.model.inference import TTA, log_probabilities, unknown_scores
 from skinlesion.model.info import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -68,20 +67,23 @@ def _zip(archive: Path) -> zipfile.ZipFile:
 
 def expand_inputs(paths: list[Path]) -> list[Path | ZipMember]:
     """The images to predict: a file as given, then the images of a folder and of a zip archive
-    (by suffix, sorted by name)."""
+    (by suffix, sorted by name). A folder or archive without images is a DataError."""
     images: list[Path | ZipMember] = []
     for path in paths:
         if path.is_dir():
-            images += sorted(item for item in path.iterdir() if item.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(item for item in path.iterdir() if item.suffix.lower() in IMAGE_SUFFIXES)
         elif path.suffix.lower() == ".zip" and path.is_file():
             try:
                 names = _zip(path).namelist()
             except zipfile.BadZipFile as error:
                 raise DataError(f"{path}: not a readable zip file ({error})") from None
             members = sorted(name for name in names if PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES)
-            images += [ZipMember(path, name) for name in members]
+            found = [ZipMember(path, name) for name in members]
         else:
-            images.append(path)
+            found = [path]
+        if not found:
+            raise DataError(f"{path}: no images in it (looked for {', '.join(IMAGE_SUFFIXES)})")
+        images += found
     return images
 
 
@@ -114,7 +116,8 @@ def predict_batch(
     with `cam_dir`, also a Grad-CAM overlay of the predicted class per image there, named
     after `names`. `metadata` (N, F), encode_metadata's, for a model that fuses metadata."""
     transform = input_transform(info)
-    batch = torch.stack([transform(torch.from_numpy(image).permute(2, 0, 1)) for image in images])
+    # decoded images are read-only arrays; torch.tensor copies them (from_numpy would warn)
+    batch = torch.stack([transform(torch.tensor(image).permute(2, 0, 1)) for image in images])
     batch = batch.to(device).contiguous(memory_format=memory_format(device))
     inputs = None if metadata is None else torch.from_numpy(metadata).to(device)
     with torch.no_grad():
@@ -131,187 +134,210 @@ def predict_batch(
     return probabilities.numpy()
 
 
-def predict_files(
+def predict_batches(
     model: torch.nn.Module,
     info: ModelInfo,
     paths: list[Path | ZipMember],
     *,
     device: torch.device,
     batch_size: int = 32,
-    top: int = 3,
     tta: TTA = "none",
     cam_dir: Path | None = None,
     metadata: pd.DataFrame | None = None,
-) -> list[dict]:
-    """Per path, its `top` classes with probabilities and every class's probability (an array,
-    `probabilities`), or the error that kept it from being read.
-
-    `metadata`: for a model that fuses metadata, one row per path (columns FIELDS, checked;
-    empty where missing), also reported per image. Files are decoded `batch_size` at a time,
-    so memory does not grow with the number of files."""
-    results = []
+) -> Iterator[list[dict]]:
+    """The results of `paths`, one list per batch of `batch_size` files, in order. A result is
+    {"image": name, "probabilities": (C,) array in the model's class order} or, for a file
+    that could not be read, {"image": name, "error": why}; with `metadata` (for a model that
+    fuses it: one row per path, columns FIELDS, checked) also the row it was given."""
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
         images, errors = read_images(chunk, info)
         readable = [i for i, image in enumerate(images) if image is not None]
-        names = [str(chunk[i]) for i in readable]
-        kept = [images[i] for i in readable]
         given = None if metadata is None else metadata.iloc[start : start + batch_size].reset_index(drop=True)
         inputs = None if given is None else encode_metadata(given.iloc[readable], "metadata")
+        kept, names = [images[i] for i in readable], [str(chunk[i]) for i in readable]
         batch = functools.partial(predict_batch, device=device, tta=tta, cam_dir=cam_dir, metadata=inputs)
         rows = iter(batch(model, info, kept, names) if kept else [])
-        for index, (path, image, error) in enumerate(zip(chunk, images, errors)):
-            if image is None:
-                results.append({"image": str(path), "error": error})
-                continue
-            row = next(rows)
-            order = np.argsort(-row)[:top]
-            top_classes = [{"class": info.classes[k], "probability": round(float(row[k]), 4)} for k in order]
-            results.append({"image": str(path), "predictions": top_classes, "probabilities": row})
-            if given is not None:
-                results[-1]["metadata"] = given.iloc[index].to_dict()
-    return results
+        results = []
+        for index, (path, error) in enumerate(zip(chunk, errors)):
+            if error:
+                result = {"image": str(path), "error": error}
+            else:
+                result = {"image": str(path), "probabilities": next(rows)}
+            if given is not None and not error:
+                result["metadata"] = given.iloc[index].to_dict()
+            results.append(result)
+        yield results
 
 
-def check_submission(info: ModelInfo) -> None:
-    """Raise DataError unless the model in `info` can write a submission (run before predicting)."""
+def top_classes(probabilities: np.ndarray, classes: tuple[str, ...], top: int) -> list[dict]:
+    """The `top` most probable classes of one image, most probable first, rounded to 4 places."""
+    order = np.argsort(-probabilities)[:top]
+    return [{"class": classes[k], "probability": round(float(probabilities[k]), 4)} for k in order]
+
+
+def check_submission(info: ModelInfo, model_path: Path) -> None:
+    """Raise DataError, naming `model_path`, unless its model can write a submission (run before predicting)."""
     if info.unknown_threshold is None:
-        raise DataError("the model file has no unknown threshold (it predates it): retrain it to write a submission")
+        raise DataError(
+            f"{model_path}: the model file has no unknown threshold (it predates it): retrain it to write a submission"
+        )
     if sorted(info.classes) != sorted(CLASSES):
-        raise DataError(f"a submission needs the classes {list(CLASSES)}; the model predicts {list(info.classes)}")
+        raise DataError(
+            f"{model_path}: a submission needs the classes {list(CLASSES)}; the model predicts {list(info.classes)}"
+        )
 
 
-def write_submission(path: Path, results: list[dict], info: ModelInfo) -> int:
-    """The ISIC 2019 submission CSV of predict_files' `results` (one row per image read, named
-    after its file without extension; header GROUND_TRUTH_COLUMNS: image, MEL, ..., SCC, UNK).
-    Class columns are the model's probabilities. UNK is min(1, t^2 / m), with m the top class
-    probability and t = 1 - the model's unknown threshold: it is the row's largest value
-    exactly when the unknown score calls the image unknown, and it ranks images as the score
-    does. Returns the number of rows."""
-    check_submission(info)
-    read = [result for result in results if "probabilities" in result]
-    probabilities = np.array([result["probabilities"] for result in read]).reshape(len(read), len(CLASSES))
-    table = pd.DataFrame(probabilities, columns=list(info.classes))[list(CLASSES)]
+def submission_row(result: dict, info: ModelInfo) -> dict | None:
+    """The ISIC 2019 submission row of one result (None for a file that could not be read):
+    the image named after its file without extension, the model's probabilities in the
+    official class order, and UNK = min(1, t^2 / m), with m the top class probability and
+    t = 1 - the model's unknown threshold: it is the row's largest value exactly when the
+    unknown score calls the image unknown, and it ranks images as the score does."""
+    if "probabilities" not in result:
+        return None
+    probabilities = dict(zip(info.classes, result["probabilities"]))
     known = 1.0 - info.unknown_threshold
-    table["UNK"] = np.minimum(1.0, known**2 / probabilities.max(axis=1))
-    table.insert(0, "image", [Path(result["image"]).stem for result in read])
-    with atomic_file(path) as tmp:
-        table.round(6).to_csv(tmp, index=False, lineterminator="\n")
-    return len(table)
+    unknown = min(1.0, known**2 / float(result["probabilities"].max()))
+    row = {"image": _stem(result["image"])} | {name: round(float(probabilities[name]), 6) for name in CLASSES}
+    return row | {"UNK": round(unknown, 6)}
 
 
-def image_metadata(paths: list[Path | ZipMember], args: argparse.Namespace, info: ModelInfo) -> pd.DataFrame | None:
-    """The metadata of each of `paths` for the model in `info`, checked, one row per path
-    (empty where missing), from `--metadata CSV` or `--age/--sex/--site`; None when the model
-    takes none. Warns about every image whose metadata is missing entirely."""
-    options = {"age_approx": args.age, "sex": args.sex, "anatom_site_general": args.site}
-    given = {field: value for field, value in options.items() if value is not None}
-    if args.metadata and given:
+def results_row(result: dict, info: ModelInfo) -> dict:
+    """One result as a row of the results table (CSV columns or a JSON line): the image, the
+    predicted class, every class's probability, the unknown score, and the error if any."""
+    if "probabilities" not in result:
+        return {"image": result["image"], "error": result["error"]}
+    probabilities = result["probabilities"]
+    row = {"image": result["image"], "predicted": info.classes[int(probabilities.argmax())]}
+    row |= {f"p_{name}": round(float(p), 6) for name, p in zip(info.classes, probabilities)}
+    row["unknown_score"] = round(float(unknown_scores(probabilities[None])[0]), 6)
+    return row
+
+
+def _stem(name: str) -> str:
+    """A submission row's image: the file name without extension (of a zip member too)."""
+    return Path(name).stem
+
+
+class OutputFile:
+    """A file of one row per image, written as results arrive and continued by a rerun.
+
+    Rows go to `<path>.partial`, flushed after every batch; finish() renames it to `path` once
+    every image is in it, so a file at `path` is complete. A rerun with the same output finds
+    the images already written (in the partial file, or the complete one) and skips them; a
+    last line cut short by an interruption is dropped first. Rows are dicts with an "image";
+    format by suffix: `.csv` (`columns` as its header) or `.jsonl` (one JSON object a line);
+    `key` turns an input's name into its row's "image"."""
+
+    def __init__(self, path: Path, columns: list[str], key: Callable[[str], str] = str):
+        if path.suffix.lower() not in (".csv", ".jsonl"):
+            raise DataError(f"{path}: write results as .csv or .jsonl (JSON lines)")
+        self.path, self.columns, self.key = path, columns, key
+        self.partial = path.with_name(path.name + ".partial")
+        self.csv = path.suffix.lower() == ".csv"
+        self.done = self._read_done()
+
+    def _read_done(self) -> set[str]:
+        """The images already written; a complete file becomes the partial one again, so that
+        only its missing images (those of new inputs) are added."""
+        if self.path.exists() and not self.partial.exists():
+            os.replace(self.path, self.partial)
+        if not self.partial.exists():
+            return set()
+        text = self.partial.read_text(encoding="utf-8")
+        if text and not text.endswith("\n"):  # cut short mid-line: that row is written again
+            text = text[: text.rfind("\n") + 1]
+            self.partial.write_text(text, encoding="utf-8")
+        lines = text.splitlines()
+        if self.csv:
+            if lines and lines[0] != ",".join(self.columns):
+                raise DataError(f"{self.partial}: not the header {','.join(self.columns)}: move the file away")
+            return {row["image"] for row in csv.DictReader(lines)}
+        return {json.loads(line)["image"] for line in lines}
+
+    def has(self, image: str) -> bool:
+        return self.key(image) in self.done
+
+    def append(self, rows: list[dict]) -> None:
+        """Write the rows of images not yet in the file (a CSV's in `columns` order, blank where
+        a row lacks one), and flush."""
+        new = not self.partial.exists() or self.partial.stat().st_size == 0
+        with open(self.partial, "a", encoding="utf-8", newline="") as file:
+            if self.csv and new:
+                file.write(",".join(self.columns) + "\n")
+            writer = csv.writer(file, lineterminator="\n")
+            for row in rows:
+                if row["image"] in self.done:
+                    continue
+                if self.csv:
+                    writer.writerow([row.get(column, "") for column in self.columns])
+                else:
+                    file.write(json.dumps(row) + "\n")
+                self.done.add(row["image"])
+
+    def finish(self) -> int:
+        """Give the file its name: every image is in it. Returns the number of rows."""
+        self.append([])
+        os.replace(self.partial, self.path)
+        return len(self.done)
+
+
+def submission_file(path: Path) -> OutputFile:
+    """The ISIC 2019 submission CSV (header GROUND_TRUTH_COLUMNS), a row per image named after its file."""
+    if path.suffix.lower() != ".csv":
+        raise DataError(f"{path}: the ISIC 2019 submission is a .csv file")
+    return OutputFile(path, list(GROUND_TRUTH_COLUMNS), key=_stem)
+
+
+def results_file(path: Path, info: ModelInfo) -> OutputFile:
+    """The results table: CSV (image, predicted, p_<class>..., unknown_score, error) or JSON lines."""
+    columns = ["image", "predicted", *(f"p_{name}" for name in info.classes), "unknown_score", "error"]
+    return OutputFile(path, columns)
+
+
+def image_metadata(
+    paths: list[Path | ZipMember],
+    info: ModelInfo,
+    *,
+    table_path: Path | None = None,
+    values: dict[str, str] | None = None,
+    model_path: Path,
+) -> pd.DataFrame | None:
+    """The metadata of each of `paths` for the model, checked, one row per path (empty where
+    missing), from the metadata CSV `table_path` or the same `values` (age_approx, sex,
+    anatom_site_general) for every image; None when the model takes none. Warns about every
+    image whose metadata is missing entirely."""
+    given = {field: value for field, value in (values or {}).items() if value is not None}
+    if table_path and given:
         raise DataError("--metadata and --age/--sex/--site: give a metadata file or values for every image, not both")
     if not info.uses_metadata:
-        if args.metadata or given:
-            log.warning("%s: the model takes no metadata; --metadata/--age/--sex/--site are ignored", args.model)
+        if table_path or given:
+            log.warning("%s: the model takes no metadata; --metadata/--age/--sex/--site are ignored", model_path)
         return None
     empty = dict.fromkeys(FIELDS, "")
     if given:
-        values = check_metadata(pd.DataFrame([{**empty, **given}]), "--age/--sex/--site").iloc[0].to_dict()
-        return pd.DataFrame([values] * len(paths))
-    if not args.metadata:
+        row = check_metadata(pd.DataFrame([{**empty, **given}]), "--age/--sex/--site").iloc[0].to_dict()
+        return pd.DataFrame([row] * len(paths))
+    if not table_path:
         log.warning(
             "%s: the model takes age, sex and anatomical site, and none were given (--metadata CSV or "
             "--age/--sex/--site): all treated as missing, which lowers its accuracy",
-            args.model,
+            model_path,
         )
         return pd.DataFrame([empty] * len(paths))
-    table = pd.read_csv(args.metadata, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    table = pd.read_csv(table_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     if "image" not in table.columns:
-        raise DataError(f"{args.metadata}: no column 'image' (found {list(table.columns)})")
-    table = check_metadata(table, str(args.metadata)).set_index(table["image"].str.strip())
+        raise DataError(f"{table_path}: no column 'image' (found {list(table.columns)})")
+    table = check_metadata(table, str(table_path)).set_index(table["image"].str.strip())
     names = [path.stem for path in paths]
     absent = [name for name in names if name not in table.index]
     if absent:
         log.warning(
             "%s: no row for %d of the images (%s%s): their metadata is treated as missing",
-            args.metadata,
+            table_path,
             len(absent),
             ", ".join(absent[:3]),
             ", ..." if len(absent) > 3 else "",
         )
     return pd.DataFrame([table.loc[name].to_dict() if name in table.index else empty for name in names])
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "images", type=Path, nargs="+", help="image files (JPEG, PNG, ...), folders of them, or zip archives of them"
-    )
-    parser.add_argument("--model", type=Path, default=Path("models/model.pt"))
-    parser.add_argument("--top", type=int, default=3, help="classes shown per image")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--cam", type=Path, help="folder for Grad-CAM overlays of the predicted class")
-    parser.add_argument(
-        "--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: CUDA, then MPS, then CPU"
-    )
-    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
-    parser.add_argument(
-        "--tta", default="none", choices=list(get_args(TTA)), help="test-time augmentation, as evaluate.tta"
-    )
-    parser.add_argument(
-        "--metadata",
-        type=Path,
-        help="for a model trained with metadata: a CSV with columns image, age_approx, anatom_site_general, sex "
-        "(as ISIC's metadata files), matched to the files by name without extension",
-    )
-    parser.add_argument(
-        "--isic-submission",
-        type=Path,
-        help="also write the ISIC 2019 submission CSV (image, MEL, ..., SCC, UNK; UNK from the unknown score)",
-    )
-    parser.add_argument("--age", help="approximate age in years of every image (instead of --metadata)")
-    parser.add_argument("--sex", help="male or female, for every image")
-    parser.add_argument("--site", help="anatomical site of every image, as ISIC writes it (e.g. 'head/neck')")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Predict `args.images`; print a table or JSON; return the exit status."""
-    device = select_device(args.device, "--device")
-    model, info = load_for_inference(args.model, device)
-    if args.isic_submission:
-        check_submission(info)
-    images = expand_inputs(args.images)
-    metadata = image_metadata(images, args, info)
-    if args.cam:
-        args.cam.mkdir(parents=True, exist_ok=True)
-    results = predict_files(
-        model,
-        info,
-        images,
-        device=device,
-        batch_size=args.batch_size,
-        top=args.top,
-        tta=args.tta,
-        cam_dir=args.cam,
-        metadata=metadata,
-    )
-    if args.isic_submission:
-        rows = write_submission(args.isic_submission, results, info)
-        log.info("wrote %d rows to %s", rows, args.isic_submission)
-    for result in results:
-        result.pop("probabilities", None)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    for result in results:
-        if "error" in result:
-            print(f"{result['image']}: error: {result['error']}", file=sys.stderr)
-        elif not args.json:
-            print(
-                result["image"]
-                + "  "
-                + "  ".join(f"{p['class']} {p['probability']:.3f}" for p in result["predictions"])
-            )
-    return 1 if any("error" in result for result in results) else 0
-
-
-if __name__ == "__main__":
-    from skinlesion.cli import main
-
-    main(["predict", *sys.argv[1:]])

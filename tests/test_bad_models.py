@@ -7,7 +7,6 @@ import pickle
 import random
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torchvision
@@ -17,7 +16,7 @@ from skinlesion.classes import CLASSES
 from skinlesion.errors import WeightsError
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
-from skinlesion.predict import predict_batch, write_submission
+from skinlesion.predict import predict_batch, submission_row
 from skinlesion.training.resume import load_state
 
 INFO = model_info(mean=[0.5] * 3, std=[0.2] * 3)
@@ -133,11 +132,10 @@ def test_predict_names_each_probability_by_the_models_own_class_order(corpus, tm
     assert [named[name] for name in CLASSES] == pytest.approx(by_ordered.tolist(), abs=1e-6)
     assert not np.allclose(by_shuffled, by_ordered)  # the columns really were in another order
 
-    results = [{"image": "ISIC_1.jpg", "probabilities": by_shuffled}]
-    write_submission(tmp_path / "submission.csv", results, dataclasses.replace(shuffled, unknown_threshold=0.5))
-    submission = pd.read_csv(tmp_path / "submission.csv")
-    assert list(submission.columns[1:9]) == list(CLASSES)
-    assert submission.loc[0, list(CLASSES)].tolist() == pytest.approx(by_ordered.round(6).tolist(), abs=1e-6)
+    result = {"image": "ISIC_1.jpg", "probabilities": by_shuffled}
+    row = submission_row(result, dataclasses.replace(shuffled, unknown_threshold=0.5))
+    assert list(row) == ["image", *CLASSES, "UNK"] and row["image"] == "ISIC_1"
+    assert [row[name] for name in CLASSES] == pytest.approx(by_ordered.round(6).tolist(), abs=1e-6)
 
 
 def test_a_missing_model_file_is_named(tmp_path):
@@ -176,12 +174,12 @@ def test_weights_and_training_state_readers_never_run_a_pickle(corpus, tmp_path)
             "stages.gradcam",
             ["--prepared", "prepared", "--predictions", "eval/predictions.csv", "--out", "plots/gradcam"],
         ),
-        ("skinlesion.predict", ["image.jpg"]),
+        ("skinlesion", ["predict", "image.jpg"]),
     ],
 )
 def test_each_reader_stage_stops_naming_the_file_and_writes_nothing(corpus, tmp_path, module, args):
     write_params(tmp_path, {})
     path, message = corpus["other architecture"]
-    result = run_module(module, "--model", str(path), *args, cwd=tmp_path)
+    result = run_module(module, *args, "--model", str(path), cwd=tmp_path)
     assert result.returncode != 0 and f"{path}: {message}" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -7,7 +9,9 @@ import torch
 from conftest import model_info, run_cli, run_module
 from PIL import Image
 
+from skinlesion import predict as library
 from skinlesion.classes import CLASSES
+from skinlesion.cli import main as skinlesion
 from skinlesion.data.arrays import ImageWriter
 from skinlesion.data.dataset import ImageArrayDataset
 from skinlesion.data.images import load_image
@@ -69,8 +73,8 @@ def test_predict_table_output(tmp_path, model_file):
     path, _ = model_file
     image = tmp_path / "a.png"
     Image.fromarray(np.full((50, 50, 3), 90, np.uint8)).save(image)
-    result = run_module("skinlesion.predict", str(image), "--model", str(path), "--device", "cpu", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr  # the `python -m skinlesion.predict` form works too
+    result = run_module("skinlesion", "predict", str(image), "--model", str(path), "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr  # the `python -m skinlesion predict` form works too
     line = result.stdout.strip()
     assert line.startswith(str(image)) and len(line.split()) == 1 + 2 * 3
 
@@ -113,3 +117,97 @@ def test_a_model_without_metadata_ignores_metadata_options_and_says_so(tmp_path,
     result = run_cli("predict", str(image), "--model", str(path), "--age", "40", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "the model takes no metadata; --metadata/--age/--sex/--site are ignored" in result.stderr
+
+
+def _images(folder, count: int) -> list:
+    rng = np.random.default_rng(2)
+    paths = []
+    for i in range(count):
+        paths.append(folder / f"ISIC_{i:07d}.png")
+        Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(paths[-1])
+    return paths
+
+
+def _run(*args: str) -> int:
+    with pytest.raises(SystemExit) as status:
+        skinlesion([*args])
+    return status.value.code
+
+
+def test_results_are_written_as_they_come_and_a_rerun_continues_where_it_stopped(tmp_path, model_file, monkeypatch):
+    path, model = model_file
+    images = tmp_path / "images"
+    images.mkdir()
+    _images(images, 5)
+    calibrated = tmp_path / "calibrated.pt"  # a submission needs the unknown threshold
+    save_checkpoint(calibrated, model, model_info(unknown_threshold=0.3))
+    whole = tmp_path / "whole"
+    common = ("predict", str(images), "--model", str(calibrated), "--batch-size", "2")
+    assert _run(*common, "--out", f"{whole}.csv", "--isic-submission", f"{whole}-submission.csv") == 0
+
+    original, batches = library.predict_batches, {"count": 0}
+
+    def interrupted(*args, **kwargs):
+        for results in original(*args, **kwargs):
+            if batches["count"] == 2:
+                raise KeyboardInterrupt  # after two batches of two images
+            batches["count"] += 1
+            yield results
+
+    monkeypatch.setattr(library, "predict_batches", interrupted)
+    out, submission = tmp_path / "out.csv", tmp_path / "submission.csv"
+    with pytest.raises(KeyboardInterrupt):
+        skinlesion([*common, "--out", str(out), "--isic-submission", str(submission)])
+    partial = tmp_path / "out.csv.partial"
+    assert not out.exists() and len(partial.read_text().splitlines()) == 1 + 4  # the header, two batches
+    with open(partial, "a") as file:
+        file.write(f"{images / 'ISIC_0000004.png'},NV,0.1")  # a row cut short by the interruption
+    monkeypatch.setattr(library, "predict_batches", original)
+    assert _run(*common, "--out", str(out), "--isic-submission", str(submission)) == 0
+    assert out.read_bytes() == (tmp_path / "whole.csv").read_bytes()  # complete, in order, nothing twice
+    assert submission.read_bytes() == (tmp_path / "whole-submission.csv").read_bytes()
+    assert not partial.exists()
+    table = pd.read_csv(out)
+    assert list(table["image"]) == [str(images / f"ISIC_{i:07d}.png") for i in range(5)]
+    assert table["unknown_score"].to_numpy() == pytest.approx(1 - table.filter(like="p_").max(axis=1), abs=2e-6)
+    assert _run(*common, "--out", str(out)) == 0 and out.read_bytes() == (tmp_path / "whole.csv").read_bytes()
+
+    lines = tmp_path / "out.jsonl"
+    assert _run(*common, "--out", str(lines)) == 0
+    rows = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert [row["image"] for row in rows] == list(table["image"])
+    assert [row["p_MEL"] for row in rows] == pytest.approx(table["p_MEL"].tolist())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--batch-size", "0"], "argument --batch-size: must be a whole number of at least 1, got '0'"),
+        (["--top", "-1"], "argument --top: must be a whole number of at least 1, got '-1'"),
+        (["--out", "results.txt"], "results.txt: write results as .csv or .jsonl (JSON lines)"),
+        (["--isic-submission", "submission.jsonl"], "submission.jsonl: the ISIC 2019 submission is a .csv file"),
+    ],
+)
+def test_bad_arguments_stop_with_status_2_and_say_why(tmp_path, model_file, capsys, args, message):
+    path, model = model_file
+    save_checkpoint(path, model, model_info(unknown_threshold=0.3))
+    image = _images(tmp_path, 1)[0]
+    assert _run("predict", str(image), "--model", str(path), *args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_folder_without_images_and_a_device_not_here_are_refused(tmp_path, model_file, capsys):
+    path, _ = model_file
+    (tmp_path / "empty").mkdir()
+    assert _run("predict", str(tmp_path / "empty"), "--model", str(path)) == 2
+    assert f"skinlesion predict: error: {tmp_path / 'empty'}: no images in it" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        image = _images(tmp_path, 1)[0]
+        assert _run("predict", str(image), "--model", str(path), "--device", "cuda") == 2
+        assert "--device is cuda, but this machine has no CUDA device" in capsys.readouterr().err
+
+
+def test_the_help_answers_without_importing_torch(tmp_path):
+    code = "import sys; from skinlesion.cli import parser; parser(); print('torch' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert shown.stdout.strip() == "False"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Literal
 
 import numpy as np
 import torch
@@ -14,8 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from skinlesion.model.device import memory_format
+from skinlesion.model.info import TTA
 
-TTA = Literal["none", "flips", "dihedral"]
 # the share of validation images (all of known classes) that the unknown threshold keeps known
 KEEP_KNOWN = 0.95
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from skinlesion.errors import WeightsError
 
+# the test-time augmentations a model can be run with (skinlesion.model.inference.tta_views)
+TTA = Literal["none", "flips", "dihedral"]
 # what a file must hold to be a model of this project (besides the weights)
 REQUIRED = ("arch", "classes", "image_size", "mean", "std")
 # stored even at their defaults, as every model file has them

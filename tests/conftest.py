@@ -110,6 +110,7 @@ ALL_STAGES = [
     "ensemble",
     "evaluate",
     "gradcam",
+    "model-card",
 ]
 
 

@@ -28,6 +28,9 @@ CASES = [
     ("evaluate", 1),
     ("evaluate", 2),
     ("gradcam", 1),
+    # the Markdown, then the HTML
+    ("model-card", 1),
+    ("model-card", 2),
 ]
 
 

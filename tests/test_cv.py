@@ -44,7 +44,7 @@ def test_folds_trained_on_two_machines_meet_through_the_run_cache(built_tiny, tm
     run_dvc("fetch", "--run-cache", cwd=one)
     output = run_dvc("repro", "--pull", cwd=one)  # --pull: the objects of what the run cache restores
     assert "Stage 'train@2' is cached - skipping run" in output
-    assert stages_run(output) == ["ensemble", "evaluate", "gradcam"]  # no fold trained again
+    assert stages_run(output) == ["ensemble", "evaluate", "gradcam", "model-card"]  # no fold trained again
     fold_two = ("models", "folds", "2", "model.pt")
     assert one.joinpath(*fold_two).read_bytes() == two.joinpath(*fold_two).read_bytes()
     assert stages_run(run_dvc("repro", cwd=one)) == []  # a second repro reruns nothing
@@ -74,11 +74,11 @@ def test_folds_trained_on_two_machines_meet_through_the_run_cache(built_tiny, tm
     assert list(table.columns) == list(GROUND_TRUTH_COLUMNS) and list(table["image"]) == [p.stem for p in images]
     assert ((table[[*CLASSES, "UNK"]] >= 0) & (table[[*CLASSES, "UNK"]] <= 1)).all().all()
 
-    # a training param marks the three trains, nothing before them (ensemble, evaluate and
-    # gradcam follow when the models change)
+    # a training param marks the three trains and the model card, which lists the training
+    # settings, and nothing before them (ensemble, evaluate and gradcam follow when the models change)
     write_params(one, {**TINY, "cv": {"folds": FOLDS, "seed": 42}, "training": {"epochs": 2, "num_workers": 0}})
     marked = set(re.findall(r"^([\w@-]+):$", run_dvc("status", cwd=one), flags=re.M))
-    assert marked == {"train@0", "train@1", "train@2"}
+    assert marked == {"train@0", "train@1", "train@2", "model-card"}
     run_command("git", "checkout", "--", "params.yaml", cwd=one)
 
     # an experiment travels: pushed from machine one, pulled and applied on machine two

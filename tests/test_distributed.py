@@ -40,7 +40,7 @@ def test_dvc_repro_trains_with_two_gloo_processes_and_evaluate_accepts_the_model
     repo = copy_built(built_tiny, tmp_path / "repo", untrained=True)
     write_params(repo, {**TINY, "training": {"epochs": 2, "num_workers": 0, "processes": 2}})
     output = run_dvc("repro", cwd=repo)
-    assert stages_run(output) == ["train@0", "ensemble", "evaluate", "gradcam"]
+    assert stages_run(output) == ["train@0", "ensemble", "evaluate", "gradcam", "model-card"]
     assert "(process 0 of 2)" in output and "(process 1 of 2)" in output
     model, info = load_checkpoint(repo / "models" / "model.pt")
     curves = repo / "dvclive" / "folds" / "0" / "plots" / "metrics"

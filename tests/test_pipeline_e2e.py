@@ -82,7 +82,7 @@ def test_repro_experiments_and_metrics(repo, built_tiny):
     write_params(repo, {**TINY, "gradcam": {"correct_per_class": 1, "wrong_per_class": 0}})
     status = run_dvc("status", cwd=repo)
     assert "gradcam:" in status and "train@0:" not in status and "evaluate:" not in status
-    assert stages_run(run_dvc("repro", cwd=repo)) == ["gradcam"]
+    assert stages_run(run_dvc("repro", cwd=repo)) == ["gradcam", "model-card"]  # the card shows the overlays
     assert {path.name for path in (repo / "plots" / "gradcam").glob("*.png")} == {
         name for name in overlays if "_correct_" in name
     }
@@ -91,7 +91,8 @@ def test_repro_experiments_and_metrics(repo, built_tiny):
 
     output = run_dvc("exp", "run", "-S", "training.epochs=2", cwd=repo)
     ran = stages_run(output)  # evaluate and gradcam rerun only if the best checkpoint changed
-    assert ran[:2] == ["train@0", "ensemble"] and set(ran) <= {"train@0", "ensemble", "evaluate", "gradcam"}
+    assert ran[:2] == ["train@0", "ensemble"]
+    assert set(ran) <= {"train@0", "ensemble", "evaluate", "gradcam", "model-card"}
     assert json.loads((repo / "dvclive" / "folds" / "0" / "metrics.json").read_text())["step"] == 1  # steps 0, 1
     shown = run_dvc("exp", "show", "--md", cwd=repo)
     assert "training.epochs" in shown and "| 2 " in shown

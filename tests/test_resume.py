@@ -53,7 +53,7 @@ def test_killed_training_resumes_from_its_last_epoch(built_tiny, tmp_path):
 
     output = run_dvc("repro", cwd=repo)
     assert f"resuming from epoch {killed_after + 1}" in output
-    assert stages_run(output) == ["train@0", "ensemble", "evaluate", "gradcam"]
+    assert stages_run(output) == ["train@0", "ensemble", "evaluate", "gradcam", "model-card"]
     for curve in ("train/loss", "val/balanced_accuracy"):
         with open(repo / "dvclive" / "folds" / "0" / "plots" / "metrics" / f"{curve}.tsv") as file:
             steps = [int(row["step"]) for row in csv.DictReader(file, delimiter="\t")]

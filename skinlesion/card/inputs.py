@@ -1,0 +1,189 @@
+"""What the model card is built from, read from the pipeline's files: the model file's
+description, eval.json, data.json, the test predictions and curves, the Grad-CAM overlays,
+params.yaml and the recipe's profile (CardInputs). Each reader names the file in a DataError
+when it is missing or malformed. The model-card stage's params view is defined here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from skinlesion.config import ParamsError, View, parse_params
+from skinlesion.data.prepare import PrepareParams
+from skinlesion.errors import DataError
+from skinlesion.evaluation.report import EvaluateParams
+from skinlesion.model.info import ModelInfo
+from skinlesion.resampling.kmeans import SamplingParams
+from skinlesion.training.params import ModelParams, TrainingParams
+from skinlesion.transforms.augment import AugmentationParams
+
+# Grad-CAM overlays shown, the first by file name
+GRADCAM_PANELS = 4
+# eval.json's `test` keys the card reads
+TEST_KEYS = (
+    "balanced_accuracy",
+    "balanced_accuracy_ci95_low",
+    "balanced_accuracy_ci95_high",
+    "accuracy",
+    "ece",
+    "images",
+    "per_class",
+)
+
+
+class DataRoot(View):
+    """The key of `data` the card reads."""
+
+    root: str
+
+
+class FoldList(View):
+    """The key of `cv` the card reads."""
+
+    folds: tuple[int, ...]
+
+
+class ModelCardRun(View):
+    """The params the model-card stage reads: where the data came from, the folds, and the
+    sections it compares with the recipe (whole, as any of their keys may differ)."""
+
+    data: DataRoot
+    cv: FoldList
+    prepare: PrepareParams
+    sampling: SamplingParams
+    augmentation: AugmentationParams
+    model: ModelParams
+    training: TrainingParams
+    evaluate: EvaluateParams
+
+
+@dataclass(frozen=True)
+class Curves:
+    """evaluate's curves, as read from its folder."""
+
+    roc: dict[str, pd.DataFrame]  # per class present in the test split: fpr, tpr
+    reliability: pd.DataFrame  # per non-empty confidence bin: bin, confidence, accuracy, count
+
+
+@dataclass(frozen=True)
+class CardInputs:
+    """Everything the card says, as read from the pipeline's files."""
+
+    model_file: str  # the model's path, as the card names it
+    model: ModelInfo
+    evaluation: dict  # metrics/eval.json
+    data_counts: dict  # metrics/data.json: split -> class -> images, and `skipped`
+    params: ModelCardRun
+    recipe: ModelCardRun  # params.yaml with the recipe's profile applied (recipe_params)
+    recipe_file: str  # the profile's path
+    synthetic: bool  # data.root is the synthetic sample
+    data_version: str | None  # DVC's md5 of data.root (data_version), None when not recorded
+    predictions: pd.DataFrame  # evaluate's: image, label, predicted, p_<CLASS>
+    curves: Curves
+    gradcam: dict[str, bytes]  # overlay file name -> PNG bytes
+
+
+def read_json(path: Path, required: tuple[str, ...]) -> dict:
+    """The JSON object in `path`, which must hold the keys `required`."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (run dvc repro: an earlier stage writes it)") from None
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error})") from None
+    missing = [key for key in required if not isinstance(data, dict) or key not in data]
+    if missing:
+        raise DataError(f"{path}: missing {missing}")
+    return data
+
+
+def read_evaluation(path: Path) -> dict:
+    """metrics/eval.json, with the `test` figures the card reads."""
+    evaluation = read_json(path, ("test",))
+    missing = [key for key in TEST_KEYS if key not in evaluation["test"]]
+    if missing:
+        raise DataError(f"{path}: `test` lacks {missing}")
+    return evaluation
+
+
+def read_yaml(path: Path) -> dict:
+    """The mapping in the YAML file `path` (the recipe's profile, dvc.lock)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found") from None
+    except yaml.YAMLError as error:
+        raise DataError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a mapping, got {type(data).__name__}")
+    return data
+
+
+def read_predictions(path: Path, classes: list[str]) -> pd.DataFrame:
+    """evaluate's predictions: one row per test image, label and predicted among `classes`,
+    and a probability column p_<CLASS> per class."""
+    try:
+        predictions = pd.read_csv(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (run dvc repro: evaluate writes it)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not a readable CSV ({error})") from None
+    expected = ["label", "predicted", *(f"p_{name}" for name in classes)]
+    missing = [column for column in expected if column not in predictions.columns]
+    if missing or predictions.empty:
+        raise DataError(f"{path}: expected rows with columns {expected}; missing {missing or 'every row'}")
+    unknown = sorted((set(predictions["label"]) | set(predictions["predicted"])) - set(classes))
+    if unknown:
+        raise DataError(f"{path}: {unknown} are not classes of the model ({classes})")
+    return predictions
+
+
+def read_curves(folder: Path, classes: list[str]) -> Curves:
+    """evaluate's curves: roc_<CLASS>.csv for each class that has one, and reliability.csv."""
+    if not (folder / "reliability.csv").is_file():
+        raise DataError(f"{folder / 'reliability.csv'}: not found (run dvc repro: evaluate writes it)")
+    roc = {name: pd.read_csv(folder / f"roc_{name}.csv") for name in classes if (folder / f"roc_{name}.csv").is_file()}
+    return Curves(roc, pd.read_csv(folder / "reliability.csv"))
+
+
+def read_gradcam(folder: Path, panels: int = GRADCAM_PANELS) -> dict[str, bytes]:
+    """The first `panels` Grad-CAM overlays of `folder` by file name: name -> PNG bytes."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not found (run dvc repro: the gradcam stage writes it)")
+    return {path.name: path.read_bytes() for path in sorted(folder.glob("*.png"))[:panels]}
+
+
+def data_version(lock: dict | None, root: str) -> str | None:
+    """The md5 DVC recorded for the folder `root` as a dependency of prepare-split, from the
+    parsed dvc.lock `lock`; None without one or without that entry."""
+    deps = ((lock or {}).get("stages", {}).get("prepare-split") or {}).get("deps", [])
+    return next((dep.get("md5") for dep in deps if dep.get("path") == root), None)
+
+
+def fold_models(info: ModelInfo) -> tuple[ModelInfo, ...]:
+    """The models whose epoch and temperature the card lists: the fold models of an ensemble,
+    in fold order, else the model itself."""
+    return info.members or (info,)
+
+
+def recipe_params(params: ModelCardRun, profile: dict, where: str) -> ModelCardRun:
+    """`params` with the recipe's profile (parsed from `where`) applied to the sections the card
+    reads, checked as params.yaml is; a key params.yaml lacks is a DataError naming the file."""
+    merged = params.model_dump(mode="json")
+    for section, values in profile.items():
+        if section not in merged:  # a section the card does not read (sample, gradcam)
+            continue
+        if not isinstance(values, dict):
+            raise DataError(f"{where}: {section} must be a mapping of its keys, got {values!r}")
+        unknown = sorted(set(values) - set(merged[section]))
+        if unknown:
+            raise DataError(f"{where}: {section}: {unknown} not keys of params.yaml")
+        merged[section].update(values)
+    try:
+        return parse_params(ModelCardRun, merged)
+    except ParamsError as error:
+        raise DataError(f"{where}: {error}") from None

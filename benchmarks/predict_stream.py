@@ -56,8 +56,11 @@ def run_predict(images: Path, model: Path, out: Path, batch_size: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "skinlesion", "predict", str(images), "--model", str(model)]
     command += ["--out", str(out), "--batch-size", str(batch_size), "--device", "cpu"]
-    start, peak = time.perf_counter(), 0
-    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as process:
+    start, peak, log = time.perf_counter(), 0, out.with_suffix(".log")
+    with (
+        open(log, "w") as errors,
+        subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors) as process,
+    ):
         watched = psutil.Process(process.pid)
         while process.poll() is None:
             try:
@@ -65,12 +68,10 @@ def run_predict(images: Path, model: Path, out: Path, batch_size: int) -> dict:
             except psutil.NoSuchProcess:
                 break
             time.sleep(0.1)
-        errors = process.stderr.read()
     seconds = time.perf_counter() - start
     if process.returncode != 0:
-        raise SystemExit(f"skinlesion predict failed:\n{errors}")
-    rows = len(pd.read_csv(out))
-    return {"images": rows, "seconds": round(seconds, 1), "peak_rss_mb": round(peak / 2**20, 1)}
+        raise SystemExit(f"skinlesion predict failed:\n{log.read_text()}")
+    return {"images": len(pd.read_csv(out)), "seconds": round(seconds, 1), "peak_rss_mb": round(peak / 2**20, 1)}
 
 
 def main() -> None:
@@ -96,6 +97,8 @@ def main() -> None:
             os.link(path, few / path.name)
         baseline = run_predict(few, model, work / "few.csv", args.batch_size)
         full = run_predict(work / "all", model, work / "all.csv", args.batch_size)
+    if (baseline["images"], full["images"]) != (args.baseline_images, args.images):
+        raise SystemExit(f"a results file lacks rows: {baseline['images']} and {full['images']} rows")
     for run in (baseline, full):
         run["images_per_s"] = round(run["images"] / run["seconds"], 1)
     report = {

@@ -6,7 +6,11 @@ resampling/      K-Means undersampling and augmentation oversampling of the trai
 transforms/      normalisation and the published augmentation (per image, or per batch on the GPU)
 model/           torchvision backbones, the model file, devices, batched inference
 training/        the training loop, its params, resuming, several processes
-evaluation/      metrics, the test report, Grad-CAM
+evaluation/      metrics, the test report, cross-validation's figures, Grad-CAM
+card/            the model card
+errors.py        the project's errors, each reported as one line
+seeding.py       the one function that seeds the global random generators
+profiles.py      named sets of params, run as DVC experiments
 predict.py, cli.py   the `skinlesion` command (predict, import-isic, check-params, run-profile,
                      params-schema)
 entry.py         how stages and the command start: known errors as one line, not a traceback

@@ -35,13 +35,17 @@ def _predict(args: argparse.Namespace) -> int:
 
     device = select_device(args.device, "--device")
     model, info = load_for_inference(args.model, device)
+    paths = library.expand_inputs(args.images)
+    given = {"age_approx": args.age, "sex": args.sex, "anatom_site_general": args.site}
     files = {}
+    if args.isic_submission or args.out:
+        source = str(args.metadata) if args.metadata else json.dumps({k: v for k, v in given.items() if v})
+        run = library.run_description(args.model, args.tta, source if info.uses_metadata else None)
     if args.isic_submission:
         library.check_submission(info, args.model)
-        files["submission"] = library.submission_file(args.isic_submission)
+        files["submission"] = library.submission_file(args.isic_submission, run)
     if args.out:
-        files["results"] = library.results_file(args.out, info)
-    paths = library.expand_inputs(args.images)
+        files["results"] = library.results_file(args.out, info, run)
     todo = [path for path in paths if not files or not all(file.has(str(path)) for file in files.values())]
     if len(todo) < len(paths):
         log.info(
@@ -51,8 +55,7 @@ def _predict(args: argparse.Namespace) -> int:
             " and ".join(str(file.path) for file in files.values()),
             len(todo),
         )
-    values = {"age_approx": args.age, "sex": args.sex, "anatom_site_general": args.site}
-    metadata = library.image_metadata(todo, info, table_path=args.metadata, values=values, model_path=args.model)
+    metadata = library.image_metadata(todo, info, table_path=args.metadata, values=given, model_path=args.model)
     if args.cam:
         args.cam.mkdir(parents=True, exist_ok=True)
     batches = library.predict_batches(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import io
 import json
 import logging
@@ -224,44 +225,70 @@ class OutputFile:
     """A file of one row per image, written as results arrive and continued by a rerun.
 
     Rows go to `<path>.partial`, flushed after every batch; finish() renames it to `path` once
-    every image is in it, so a file at `path` is complete. A rerun with the same output finds
-    the images already written (in the partial file, or the complete one) and skips them; a
-    last line cut short by an interruption is dropped first. Rows are dicts with an "image";
-    format by suffix: `.csv` (`columns` as its header) or `.jsonl` (one JSON object a line);
-    `key` turns an input's name into its row's "image"."""
+    every image has its row (its probabilities, or in the results table why it could not be
+    read), so a file at `path` is complete. A rerun with the same output finds the images
+    already written (in the partial file, or the complete one) and skips them; a last line cut
+    short by an interruption is dropped first. `run` describes what the rows depend on (the
+    model file, the TTA, the metadata): kept beside the partial file, a rerun with another is
+    refused, so rows of two models never mix. Rows are dicts with an "image"; format by
+    suffix: `.csv` (`columns` as its header) or `.jsonl` (one JSON object a line); `key` turns
+    an input's name into its row's "image". Nothing is moved or written before append()."""
 
-    def __init__(self, path: Path, columns: list[str], key: Callable[[str], str] = str):
+    def __init__(self, path: Path, columns: list[str], run: dict, key: Callable[[str], str] = str):
         if path.suffix.lower() not in (".csv", ".jsonl"):
             raise DataError(f"{path}: write results as .csv or .jsonl (JSON lines)")
-        self.path, self.columns, self.key = path, columns, key
+        self.path, self.columns, self.run, self.key = path, columns, run, key
         self.partial = path.with_name(path.name + ".partial")
+        self.run_file = path.with_name(path.name + ".partial.run.json")
         self.csv = path.suffix.lower() == ".csv"
+        self._check_run()
         self.done = self._read_done()
 
+    def _check_run(self) -> None:
+        if not (self.partial.exists() and self.run_file.exists()):
+            return
+        before = json.loads(self.run_file.read_text(encoding="utf-8"))
+        changed = [
+            f"{key}: {before.get(key)!r} then, {value!r} now"
+            for key, value in self.run.items()
+            if before.get(key) != value
+        ]
+        if changed:
+            raise DataError(
+                f"{self.partial}: the unfinished output of another run ({'; '.join(changed)}): rerun as it was, "
+                "or move the file away"
+            )
+
     def _read_done(self) -> set[str]:
-        """The images already written; a complete file becomes the partial one again, so that
-        only its missing images (those of new inputs) are added."""
-        if self.path.exists() and not self.partial.exists():
-            os.replace(self.path, self.partial)
-        if not self.partial.exists():
+        """The images already written, in the partial file or else the complete one."""
+        source = self.partial if self.partial.exists() else self.path
+        if not source.exists():
             return set()
-        text = self.partial.read_text(encoding="utf-8")
-        if text and not text.endswith("\n"):  # cut short mid-line: that row is written again
-            text = text[: text.rfind("\n") + 1]
-            self.partial.write_text(text, encoding="utf-8")
-        lines = text.splitlines()
+        data = source.read_bytes()
+        if data and not data.endswith(b"\n"):  # cut short mid-line: that row is written again
+            data = data[: data.rfind(b"\n") + 1]
+            os.truncate(source, len(data))
+        lines = data.decode("utf-8").splitlines()
         if self.csv:
             if lines and lines[0] != ",".join(self.columns):
-                raise DataError(f"{self.partial}: not the header {','.join(self.columns)}: move the file away")
+                raise DataError(f"{source}: not the header {','.join(self.columns)}: move the file away")
             return {row["image"] for row in csv.DictReader(lines)}
-        return {json.loads(line)["image"] for line in lines}
+        try:
+            return {json.loads(line)["image"] for line in lines}
+        except (json.JSONDecodeError, TypeError, KeyError) as error:
+            raise DataError(f"{source}: not JSON lines of results ({error}): move the file away") from None
 
     def has(self, image: str) -> bool:
         return self.key(image) in self.done
 
     def append(self, rows: list[dict]) -> None:
         """Write the rows of images not yet in the file (a CSV's in `columns` order, blank where
-        a row lacks one), and flush."""
+        a row lacks one), and flush. The first call takes a complete file back as the partial
+        one, so that only the images it lacks (of new inputs) are added."""
+        if not self.partial.exists():
+            if self.path.exists():
+                os.replace(self.path, self.partial)
+            self.run_file.write_text(json.dumps(self.run), encoding="utf-8")
         new = not self.partial.exists() or self.partial.stat().st_size == 0
         with open(self.partial, "a", encoding="utf-8", newline="") as file:
             if self.csv and new:
@@ -280,20 +307,31 @@ class OutputFile:
         """Give the file its name: every image is in it. Returns the number of rows."""
         self.append([])
         os.replace(self.partial, self.path)
+        self.run_file.unlink(missing_ok=True)
         return len(self.done)
 
 
-def submission_file(path: Path) -> OutputFile:
+def run_description(model_path: Path, tta: str, metadata: str | None) -> dict:
+    """What a prediction's rows depend on, for OutputFile: the model file's content (sha256),
+    the TTA and where the metadata came from."""
+    digest = hashlib.sha256()
+    with open(model_path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return {"model_sha256": digest.hexdigest(), "tta": tta, "metadata": metadata}
+
+
+def submission_file(path: Path, run: dict) -> OutputFile:
     """The ISIC 2019 submission CSV (header GROUND_TRUTH_COLUMNS), a row per image named after its file."""
     if path.suffix.lower() != ".csv":
         raise DataError(f"{path}: the ISIC 2019 submission is a .csv file")
-    return OutputFile(path, list(GROUND_TRUTH_COLUMNS), key=_stem)
+    return OutputFile(path, list(GROUND_TRUTH_COLUMNS), run, key=_stem)
 
 
-def results_file(path: Path, info: ModelInfo) -> OutputFile:
+def results_file(path: Path, info: ModelInfo, run: dict) -> OutputFile:
     """The results table: CSV (image, predicted, p_<class>..., unknown_score, error) or JSON lines."""
     columns = ["image", "predicted", *(f"p_{name}" for name in info.classes), "unknown_score", "error"]
-    return OutputFile(path, columns)
+    return OutputFile(path, columns, run)
 
 
 def image_metadata(

@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(ModelCardRun)
 
-    model = ModelInfo.from_stored(read_checkpoint(args.model), args.model)  # its weights are not read
+    model = ModelInfo.from_stored(read_checkpoint(args.model), args.model)  # its description; no network is built
     lock = read_yaml(args.lock) if args.lock.is_file() else None
     inputs = CardInputs(
         model_file=str(args.model),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from skinlesion.config import load_params
 from skinlesion.data.folds import FoldData
-from skinlesion.entry import run_stage
+from skinlesion.entry import LOG_FORMAT, run_stage
 from skinlesion.model.device import select_device
 from skinlesion.training.distributed import backend_for, check_world, connect, disconnect, launch, launched_world
 from skinlesion.training.live import MemoryLive
@@ -42,9 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     world = launched_world()
     if world.distributed:  # each process's lines say which rank wrote them
-        logging.basicConfig(
-            level=logging.INFO, format=f"%(levelname)s rank {world.rank}: %(name)s: %(message)s", force=True
-        )
+        logging.basicConfig(level=logging.INFO, format=f"rank {world.rank}: {LOG_FORMAT}", force=True)
     params = load_params(TrainRun)
     settings = params.training
     if settings.processes > 1 and "WORLD_SIZE" not in os.environ:

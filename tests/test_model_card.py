@@ -243,6 +243,10 @@ def test_the_calibration_error_before_the_temperature_is_recomputed_from_the_pre
 def test_without_a_temperature_there_is_no_before_and_an_ensembles_cannot_be_had():
     one = inputs(model=ModelInfo.from_stored(stored_model(temperature=1.0), "m.pt"))
     assert "no temperature" in section_text(card_markdown(build_card(one)), "Calibration")
+    with_tta = evaluation()
+    with_tta["test"]["tta"] = "flips"  # probabilities averaged over views: p^T does not undo the temperature
+    calibration = section_text(card_markdown(build_card(inputs(evaluation=with_tta))), "Calibration")
+    assert "before it cannot be had" in calibration and "evaluate.tta: flips" in calibration
     members = [stored_model(epoch=e, temperature=t) for e, t in ((2, 1.5), (4, 1.2))]
     ensemble = inputs(
         model=ModelInfo.from_stored(stored_model(members=members) | {"out_of_fold": {"images": 9}}, "m.pt")
@@ -282,29 +286,6 @@ def test_the_data_version_is_dvcs_hash_of_the_data_root_in_dvc_lock():
     assert data_version(lock, "d") == "2"
     assert data_version(lock, "elsewhere") is None
     assert data_version(None, "d") is None
-
-
-class ReadRecorder(dict):
-    """A dict that records the keys read from it."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.read: set[str] = set()
-
-    def __getitem__(self, key):
-        self.read.add(key)
-        return super().__getitem__(key)
-
-    def get(self, key, default=None):
-        self.read.add(key)
-        return super().get(key, default)
-
-
-def test_the_model_is_described_without_reading_its_weights():
-    stored = ReadRecorder(stored_model(state_dict={"weight": torch.zeros(1)}))
-    described = ModelInfo.from_stored(stored, "m.pt")
-    assert "state_dict" not in stored.read
-    assert described.temperature == TEMPERATURE and not described.is_ensemble and described.epoch == 3
 
 
 def test_bad_input_names_the_file(tmp_path):

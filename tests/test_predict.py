@@ -211,3 +211,39 @@ def test_the_help_answers_without_importing_torch(tmp_path):
     code = "import sys; from skinlesion.cli import parser; parser(); print('torch' in sys.modules)"
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
     assert shown.stdout.strip() == "False"
+
+
+def test_a_rerun_with_other_settings_is_refused_and_a_refused_run_moves_no_file(
+    tmp_path, model_file, monkeypatch, capsys
+):
+    path, _ = model_file
+    images = tmp_path / "images"
+    images.mkdir()
+    _images(images, 3)
+    out = tmp_path / "out.csv"
+    original = library.predict_batches
+
+    def interrupted(*args, **kwargs):
+        yield next(original(*args, **kwargs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(library, "predict_batches", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        skinlesion(["predict", str(images), "--model", str(path), "--batch-size", "2", "--out", str(out)])
+    monkeypatch.setattr(library, "predict_batches", original)
+    capsys.readouterr()
+    assert _run("predict", str(images), "--model", str(path), "--out", str(out), "--tta", "flips") == 2
+    assert "out.csv.partial: the unfinished output of another run (tta: 'none' then, 'flips' now)" in (
+        capsys.readouterr().err
+    )
+    assert _run("predict", str(images), "--model", str(path), "--out", str(out)) == 0  # as it was: it finishes
+    finished = out.read_bytes()
+
+    (tmp_path / "empty").mkdir()
+    assert _run("predict", str(tmp_path / "empty"), "--model", str(path), "--out", str(out)) == 2
+    assert out.read_bytes() == finished and not (tmp_path / "out.csv.partial").exists()  # left where it was
+    mine = tmp_path / "mine.csv"
+    mine.write_text("a,b\n1,2\n")
+    assert _run("predict", str(images), "--model", str(path), "--out", str(mine)) == 2
+    assert "mine.csv: not the header image,predicted" in capsys.readouterr().err
+    assert mine.read_text() == "a,b\n1,2\n" and not (tmp_path / "mine.csv.partial").exists()

@@ -84,12 +84,17 @@ def test_eval_json_of_a_single_model_recomputes_the_unknown_rate_from_its_thresh
     assert "unknown_rate" not in without["test"] and "unknown_threshold" not in without["model"]
 
 
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
 def test_eval_json_of_the_fold_ensemble_adds_each_folds_figures():
-    folds_logs = np.log(np.stack([_probabilities(), _probabilities()]))
+    other = _probabilities()[:, ::-1]  # the second fold model predicts other classes
+    folds_logs = np.log(np.stack([_probabilities(), other]))
     scores = Scores(folds_logs[0], Y_TRUE, 0.5, {"folds": 2}, folds_logs)
     members = [model_info(epoch=1, val_balanced_accuracy=0.4), model_info(epoch=2, val_balanced_accuracy=0.5)]
     info = model_info(epoch=None, members=members, out_of_fold={"images": 10})
     metrics = eval_metrics(_manifest(), scores, info, PARAMS)
     assert metrics["cv"]["folds"]["1"]["epoch"] == 2
-    assert metrics["cv"]["test_mean"]["balanced_accuracy"] == pytest.approx(metrics["test"]["balanced_accuracy"])
-    assert metrics["cv"]["test_std"]["balanced_accuracy"] == pytest.approx(0.0)
+    per_fold = [balanced_accuracy_score(Y_TRUE, logs.argmax(axis=1)) for logs in folds_logs]
+    assert per_fold[0] != per_fold[1]
+    assert metrics["cv"]["folds"]["1"]["test"]["balanced_accuracy"] == pytest.approx(per_fold[1])
+    assert metrics["cv"]["test_mean"]["balanced_accuracy"] == pytest.approx(np.mean(per_fold))
+    assert metrics["cv"]["test_std"]["balanced_accuracy"] == pytest.approx(np.std(per_fold, ddof=1))

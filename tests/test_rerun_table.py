@@ -5,6 +5,7 @@ import re
 import pytest
 import yaml
 from conftest import REPO, copy_built, run_dvc
+from test_docs import rerun_rows
 
 from skinlesion.schema import ParamsFile
 
@@ -19,20 +20,13 @@ NEW_VALUES = {
 }
 
 
-def table_rows() -> dict[str, set[str]]:
-    text = (REPO / "docs" / "pipeline.md").read_text()
-    table = text[text.index("| you change (for example) |") :].split("\n\n")[0]
-    rows = re.findall(r"^\| `([\w.]+)` \| ([^|]+) \|", table, flags=re.M)
-    return {key: {stage.strip() for stage in stages.split(",")} for key, stages in rows}
-
-
 @pytest.fixture(scope="module")
 def ran_repo(built_tiny, tmp_path_factory):
     return copy_built(built_tiny, tmp_path_factory.mktemp("rerun") / "repo")
 
 
 def test_the_rows_checked_here_are_in_the_table():
-    assert set(NEW_VALUES) <= set(table_rows())
+    assert set(NEW_VALUES) <= set(rerun_rows())
 
 
 @pytest.mark.slow
@@ -46,7 +40,7 @@ def test_changing_a_param_marks_exactly_its_stages(ran_repo, key):
         (ran_repo / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
         status = run_dvc("status", cwd=ran_repo)
         marked = set(re.findall(r"^([\w@-]+):$", status, flags=re.M))
-        assert marked == table_rows()[key]
+        assert marked == rerun_rows()[key]
     finally:
         (ran_repo / "params.yaml").write_text(original)
 

@@ -380,16 +380,6 @@ def params_page() -> str:
 # ---------------------------------------------------------------- outputs reference
 
 
-def flatten(tree: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            keys += flatten(value, f"{prefix}{key}.")
-        else:
-            keys.append(f"{prefix}{key}")
-    return keys
-
-
 def key_pattern(key: str) -> str:
     """An eval.json key as EVAL_KEYS names it: classes as <CLASS>, folds as <k>, fold figures as <figure>."""
     from skinlesion.classes import CLASSES
@@ -427,9 +417,11 @@ def cross_validation_example() -> dict:
 
 def eval_patterns() -> tuple[list[str], list[str]]:
     """The key patterns of the committed eval.json and of a cross-validation run's `cv`, and the fold figures."""
-    committed = flatten(json.loads((REPO / "metrics/eval.json").read_text(encoding="utf-8")))
+    from skinlesion.profiles import flatten
+
+    committed = list(flatten(json.loads((REPO / "metrics/eval.json").read_text(encoding="utf-8"))))
     example = cross_validation_example()
-    patterns = list(dict.fromkeys(key_pattern(key) for key in committed + flatten(example)))
+    patterns = list(dict.fromkeys(key_pattern(key) for key in committed + list(flatten(example))))
     figures = list(example["cv"]["test_mean"])
     return patterns, figures
 
@@ -451,6 +443,8 @@ def check_outputs(outputs: list[dict], plots: dict, patterns: list[str]) -> None
         for key in EVAL_KEYS
         if key not in patterns and key not in UNCHECKED
     ]
+    from skinlesion.profiles import flatten
+
     committed = {key_pattern(key) for key in flatten(json.loads((REPO / "metrics/eval.json").read_text()))}
     problems += [
         f"{key} is in the one-fold metrics/eval.json, but EVAL_KEYS says only the ensemble has it"

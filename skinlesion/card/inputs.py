@@ -164,12 +164,6 @@ def data_version(lock: dict | None, root: str) -> str | None:
     return next((dep.get("md5") for dep in deps if dep.get("path") == root), None)
 
 
-def fold_models(info: ModelInfo) -> tuple[ModelInfo, ...]:
-    """The models whose epoch and temperature the card lists: the fold models of an ensemble,
-    in fold order, else the model itself."""
-    return info.members or (info,)
-
-
 def recipe_params(params: ModelCardRun, profile: dict, where: str) -> ModelCardRun:
     """`params` with the recipe's profile (parsed from `where`) applied to the sections the card
     reads, checked as params.yaml is; a key params.yaml lacks is a DataError naming the file."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from skinlesion.card.blocks import Block, Bullets, Card, Code, Picture, Section, Table, listing, number, param_value
 from skinlesion.card.figures import before_temperature, class_indices, confusion_figure, reliability_figure, roc_figure
-from skinlesion.card.inputs import CardInputs, ModelCardRun, fold_models
+from skinlesion.card.inputs import CardInputs, ModelCardRun
 from skinlesion.evaluation.metrics import confusion
 from skinlesion.model.inference import KEEP_KNOWN
 from skinlesion.resampling.kmeans import SamplingParams
@@ -54,10 +54,10 @@ def model_section(inputs: CardInputs) -> Section:
         kind = f"the ensemble of {len(model.members)} fold models (class probabilities averaged), each a {model.arch}"
     else:
         kind = f"one {model.arch}"
-    epochs = ", ".join(number(member.epoch) for member in fold_models(model))
-    val = ", ".join(number(member.val_balanced_accuracy) for member in fold_models(model))
+    epochs = ", ".join(number(member.epoch) for member in model.per_model)
+    val = ", ".join(number(member.val_balanced_accuracy) for member in model.per_model)
     calibration = params.training.calibration
-    temperatures = [member.temperature for member in fold_models(model)]
+    temperatures = [member.temperature for member in model.per_model]
     if any(t != 1.0 for t in temperatures):
         temperature = ", ".join(number(t) for t in temperatures) + ", fitted on validation"
     else:
@@ -199,7 +199,7 @@ def calibration_section(inputs: CardInputs) -> Section:
     """The ECE before and after the temperature, and the reliability diagram. Before it can be
     had for a single model only: an ensemble averages probabilities each at its own temperature."""
     bins = inputs.params.evaluate.calibration_bins
-    temperatures = [member.temperature for member in fold_models(inputs.model)]
+    temperatures = [member.temperature for member in inputs.model.per_model]
     after_ece = inputs.evaluation["test"]["ece"]
     text = f"Expected calibration error ({bins} equal-width confidence bins): "
     before = None
@@ -208,6 +208,11 @@ def calibration_section(inputs: CardInputs) -> Section:
     elif len(temperatures) > 1:
         text += f"{number(after_ece)} after the fold models' temperatures; before them it cannot be had from "
         text += "the averaged probabilities."
+    elif inputs.evaluation["test"].get("tta", "none") != "none":
+        text += f"{number(after_ece)} after the temperature; before it cannot be had from probabilities "
+        text += (
+            f"averaged over the test-time augmentation's views (`evaluate.tta: {inputs.evaluation['test']['tta']}`)."
+        )
     else:
         before_ece, before = before_temperature(inputs.predictions, list(inputs.model.classes), temperatures[0], bins)
         text += f"{number(before_ece)} before the temperature, {number(after_ece)} after it (T = "

@@ -22,7 +22,7 @@ from skinlesion.data.folds import fold_manifests
 from skinlesion.errors import DataError
 from skinlesion.evaluation.metrics import balanced_accuracy, classification_report
 from skinlesion.model.checkpoint import build_checkpoint, predict_rows, read_checkpoint
-from skinlesion.model.device import Device, on_device
+from skinlesion.model.device import TrainingDevice, on_device
 from skinlesion.model.inference import unknown_scores, unknown_threshold
 from skinlesion.model.info import SHARED, ModelInfo
 
@@ -32,10 +32,9 @@ CURVES = ("balanced_accuracy", "loss", "accuracy")
 FOLD_FIGURES = ("balanced_accuracy", "accuracy", "macro_f1", "macro_auc", "ece")
 
 
-class ValidationPredictions(View):
+class ValidationPredictions(TrainingDevice):
     """The keys of `training` that say how the fold models predict their validation images."""
 
-    device: Device
     batch_size: int
 
 

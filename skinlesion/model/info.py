@@ -3,8 +3,8 @@
 Built in one place from the stored dict (`ModelInfo.from_stored`) and written back by
 `ModelInfo.stored` for torch.save (skinlesion.model.checkpoint). Its defaults are those of a
 file written before a field existed, so older model files still load: no metadata, no
-temperature (1), no unknown threshold. No torch here: the command line, the model card and
-an exported model read it without loading torch.
+temperature (1), no unknown threshold. No torch here: the command line and the model card
+read it without loading torch.
 """
 
 from __future__ import annotations
@@ -54,6 +54,11 @@ class ModelInfo:
     @property
     def is_ensemble(self) -> bool:
         return bool(self.members)
+
+    @property
+    def per_model(self) -> tuple[ModelInfo, ...]:
+        """The fold models of an ensemble, in fold order, else the model itself."""
+        return self.members or (self,)
 
     @property
     def uses_metadata(self) -> bool:

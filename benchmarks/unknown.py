@@ -43,7 +43,8 @@ from skinlesion.data.prepare import PrepareRun, assign_rows, write_split_arrays
 from skinlesion.data.split import split_by_lesion
 from skinlesion.model.checkpoint import load_checkpoint, model_dataset
 from skinlesion.model.device import select_device
-from skinlesion.model.inference import KEEP_KNOWN, predict, unknown_scores
+from skinlesion.model.inference import predict
+from skinlesion.model.unknown import KEEP_KNOWN, unknown_scores
 from skinlesion.resampling.kmeans import UndersampleRun, undersample
 from skinlesion.resampling.oversample import balanced_manifest, oversample_plan
 from skinlesion.training.live import MemoryLive

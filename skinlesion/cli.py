@@ -2,7 +2,8 @@
 Its arguments and what it prints live here; the work, in the library. Building the parser
 imports no torch, so `skinlesion --help` answers at once.
 
-skinlesion predict IMAGE ... [--model models/model.pt] [--out FILE] [--isic-submission FILE]
+skinlesion predict IMAGE ... [--model models/model.pt|model.onnx] [--out FILE] [--isic-submission FILE]
+skinlesion export --format onnx [--model models/model.pt] [--out models/model.onnx]
 skinlesion import-isic [--test] [--out data/isic2019]
 skinlesion check-params [params.yaml ...]
 skinlesion run-profile NAME [dvc exp run arguments ...]
@@ -30,11 +31,9 @@ def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from skinlesion import predict as library
-    from skinlesion.model.checkpoint import load_for_inference
-    from skinlesion.model.device import select_device
 
-    device = select_device(args.device, "--device")
-    model, info = load_for_inference(args.model, device)
+    classify = _classifier(args)
+    info = classify.info
     paths = library.expand_inputs(args.images)
     given = {"age_approx": args.age, "sex": args.sex, "anatom_site_general": args.site}
     files = {}
@@ -58,9 +57,7 @@ def _predict(args: argparse.Namespace) -> int:
     metadata = library.image_metadata(todo, info, table_path=args.metadata, values=given, model_path=args.model)
     if args.cam:
         args.cam.mkdir(parents=True, exist_ok=True)
-    batches = library.predict_batches(
-        model, info, todo, device=device, batch_size=args.batch_size, tta=args.tta, cam_dir=args.cam, metadata=metadata
-    )
+    batches = library.predict_batches(classify, todo, batch_size=args.batch_size, metadata=metadata)
     failed, started, printer = 0, time.perf_counter(), _ResultPrinter(args.json, info.classes, args.top)
     with tqdm(total=len(todo), unit="image", disable=None, file=sys.stderr) as progress:  # a bar on a terminal only
         for results in batches:
@@ -87,6 +84,21 @@ def _predict(args: argparse.Namespace) -> int:
         len(todo) / max(seconds, 1e-9),
     )
     return 1 if failed else 0
+
+
+def _classifier(args: argparse.Namespace):
+    """predict's Classifier for --model: an exported .onnx file through ONNX Runtime (no torch
+    imported), else a model file through torch."""
+    if args.model.suffix.lower() == ".onnx":
+        from skinlesion.errors import DataError
+        from skinlesion.export.runtime import OnnxClassifier
+
+        if args.cam:
+            raise DataError(f"--cam: Grad-CAM needs the model file of torch, not the exported {args.model}")
+        return OnnxClassifier(args.model, device=args.device, tta=args.tta)
+    from skinlesion.model.classifier import TorchClassifier
+
+    return TorchClassifier.load(args.model, device=args.device, tta=args.tta, cam_dir=args.cam)
 
 
 class _ResultPrinter:
@@ -138,7 +150,12 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "images", type=Path, nargs="+", help="image files (JPEG, PNG, ...), folders of them, or zip archives of them"
     )
-    parser.add_argument("--model", type=Path, default=Path("models/model.pt"))
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=Path("models/model.pt"),
+        help="a model file, or its export (.onnx, run by ONNX Runtime without torch: skinlesion export)",
+    )
     parser.add_argument("--top", type=_positive, default=3, help="classes shown per image")
     parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
     parser.add_argument(
@@ -187,6 +204,13 @@ def _import_isic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from skinlesion.export.onnx_graph import export_onnx
+
+    export_onnx(args.model, args.out or args.model.with_suffix(".onnx"))
+    return 0
+
+
 def _check_params(args: argparse.Namespace) -> int:
     from skinlesion.schema import check_params_file
 
@@ -232,6 +256,17 @@ def parser() -> argparse.ArgumentParser:
     official.add_argument("--base-url", default=OFFICIAL_URL, help="where the three files are served")
     official.add_argument("--no-verify", action="store_true", help="skip the md5 check of the CSVs")
     official.set_defaults(run=_import_isic)
+    export = commands.add_parser(
+        "export",
+        help='write a model as ONNX, to run without this pipeline or torch (needs: pip install -e ".[onnx]")',
+        description="One graph with a dynamic batch size, from normalised images (and encoded metadata) to class "
+        "probabilities with the model's temperature; a fold ensemble's members averaged in it. The preprocessing "
+        "it expects is in the file's metadata (docs/using-the-model.md). Checked against torch before it is written.",
+    )
+    export.add_argument("--format", choices=["onnx"], default="onnx", help="the export format")
+    export.add_argument("--model", type=Path, default=Path("models/model.pt"), help="the model file to export")
+    export.add_argument("--out", type=Path, help="the exported file (default: the model's path with .onnx)")
+    export.set_defaults(run=_export)
     check = commands.add_parser("check-params", help="check every section of params files at once")
     check.add_argument("files", type=Path, nargs="*", default=[Path("params.yaml")])
     check.set_defaults(run=_check_params)

@@ -11,10 +11,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from skinlesion.config import ParamsError
-from skinlesion.errors import DataError, DeviceError, TrainingError, WeightsError
+from skinlesion.errors import DataError, DeviceError, MissingExtraError, TrainingError, WeightsError
 
 # errors whose message says what to change; FileNotFoundError's names the file
-KNOWN_ERRORS = (ParamsError, DataError, WeightsError, TrainingError, DeviceError, FileNotFoundError)
+KNOWN_ERRORS = (
+    ParamsError,
+    DataError,
+    WeightsError,
+    TrainingError,
+    DeviceError,
+    MissingExtraError,
+    FileNotFoundError,
+)
 # the exit status of a known error: the input or the params need changing
 INPUT_ERROR = 2
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"

@@ -16,3 +16,7 @@ class TrainingError(RuntimeError):
 
 class DeviceError(RuntimeError):
     """The device asked for (training.device, predict's --device) is not on this machine."""
+
+
+class MissingExtraError(ImportError):
+    """A feature needs an optional extra of the package (pip install ".[onnx]") that is not installed."""

@@ -1,9 +1,10 @@
 """Predicting new dermoscopy images with a trained model: the library behind `skinlesion
 predict` (skinlesion/cli.py owns its arguments and what it prints).
 
-Images are decoded and preprocessed exactly as prepare-split and evaluate do (size, border
-crop, colour constancy and normalisation come from the model file), in batches, with the model
-file's temperature and optional test-time augmentation. A model trained with
+Images are decoded exactly as prepare-split does (size, border crop and colour constancy come
+from the model file) and classified in batches by a Classifier: a model file through torch
+(skinlesion.model.classifier), or its ONNX export through ONNX Runtime
+(skinlesion.export.runtime), which predicts without importing torch. A model trained with
 `model.use_metadata` also takes each image's age, sex and anatomical site (image_metadata).
 Inputs are image files, folders of them, or zip archives of them read in place (the official
 test zip). Results come batch by batch (predict_batches), so memory does not grow with the
@@ -23,22 +24,18 @@ import os
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import pandas as pd
-import torch
 
 from skinlesion.classes import CLASSES
 from skinlesion.data.images import decode_or_reason, load_image
 from skinlesion.data.isic import GROUND_TRUTH_COLUMNS
 from skinlesion.data.metadata import FIELDS, check_metadata, encode_metadata
 from skinlesion.errors import DataError
-from skinlesion.evaluation.gradcam import class_maps, maps_note, save_overlays
-from skinlesion.model.checkpoint import input_transform
-from skinlesion.model.device import memory_format
-from skinlesion.model.inference import TTA, log_probabilities, unknown_scores
 from skinlesion.model.info import ModelInfo
+from skinlesion.model.unknown import unknown_scores
 
 log = logging.getLogger(__name__)
 
@@ -101,49 +98,23 @@ def read_images(paths: list[Path | ZipMember], info: ModelInfo) -> tuple[list[np
     return [pixels for pixels, _ in results], [reason for _, reason in results]
 
 
-def predict_batch(
-    model: torch.nn.Module,
-    info: ModelInfo,
-    images: list[np.ndarray],
-    names: list[str],
-    *,
-    device: torch.device,
-    tta: TTA = "none",
-    cam_dir: Path | None = None,
-    metadata: np.ndarray | None = None,
-) -> np.ndarray:
-    """Class probabilities (N, C) of one batch of (H, W, 3) uint8 `images` on `device` (where
-    `model` is already), with the model file's temperature and `tta` as evaluate applies them;
-    with `cam_dir`, also a Grad-CAM overlay of the predicted class per image there, named
-    after `names`. `metadata` (N, F), encode_metadata's, for a model that fuses metadata."""
-    transform = input_transform(info)
-    # decoded images are read-only arrays; torch.tensor copies them (from_numpy would warn)
-    batch = torch.stack([transform(torch.tensor(image).permute(2, 0, 1)) for image in images])
-    batch = batch.to(device).contiguous(memory_format=memory_format(device))
-    inputs = None if metadata is None else torch.from_numpy(metadata).to(device)
-    with torch.no_grad():
-        probabilities = log_probabilities(model, batch, tta, info.temperature, inputs).exp().cpu()
-    if cam_dir is None:
-        return probabilities.numpy()
-    cams = class_maps(model, batch, probabilities.argmax(dim=1).to(device), inputs)
-    note = maps_note(model).removeprefix(", ")
-    for image, cam, row, name in zip(images, cams.cpu(), probabilities, names):
-        predicted = info.classes[int(row.argmax())]
-        title = f"{name}: {predicted} (p={row.max():.2f})"
-        label = f"Grad-CAM: {predicted}" + (f" ({note})" if note else "")
-        save_overlays(image, {label: cam.numpy()}, title, cam_dir / f"{Path(name).stem}.png")
-    return probabilities.numpy()
+class Classifier(Protocol):
+    """A model ready to predict: skinlesion.model.classifier.TorchClassifier (a model file of
+    torch) or skinlesion.export.runtime.OnnxClassifier (an exported one, through ONNX Runtime)."""
+
+    info: ModelInfo
+
+    def __call__(self, images: list[np.ndarray], names: list[str], metadata: np.ndarray | None) -> np.ndarray:
+        """Class probabilities (N, C) of (H, W, 3) uint8 `images` (named `names`), with
+        encode_metadata's (N, F) `metadata` for a model that fuses it."""
+        ...
 
 
 def predict_batches(
-    model: torch.nn.Module,
-    info: ModelInfo,
+    classify: Classifier,
     paths: list[Path | ZipMember],
     *,
-    device: torch.device,
     batch_size: int = 32,
-    tta: TTA = "none",
-    cam_dir: Path | None = None,
     metadata: pd.DataFrame | None = None,
 ) -> Iterator[list[dict]]:
     """The results of `paths`, one list per batch of `batch_size` files, in order. A result is
@@ -152,13 +123,12 @@ def predict_batches(
     fuses it: one row per path, columns FIELDS, checked) also the row it was given."""
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
-        images, errors = read_images(chunk, info)
+        images, errors = read_images(chunk, classify.info)
         readable = [i for i, image in enumerate(images) if image is not None]
         given = None if metadata is None else metadata.iloc[start : start + batch_size].reset_index(drop=True)
         inputs = None if given is None else encode_metadata(given.iloc[readable], "metadata")
         kept, names = [images[i] for i in readable], [str(chunk[i]) for i in readable]
-        batch = functools.partial(predict_batch, device=device, tta=tta, cam_dir=cam_dir, metadata=inputs)
-        rows = iter(batch(model, info, kept, names) if kept else [])
+        rows = iter(classify(kept, names, inputs) if kept else [])
         results = []
         for index, (path, error) in enumerate(zip(chunk, errors)):
             if error:

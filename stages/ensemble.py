@@ -21,7 +21,7 @@ from skinlesion.entry import run_stage
 from skinlesion.evaluation.cv import EnsembleRun, combine_folds, fold_curves, fold_model_files
 from skinlesion.model.checkpoint import save_ensemble
 from skinlesion.model.device import select_device
-from skinlesion.model.inference import KEEP_KNOWN
+from skinlesion.model.unknown import KEEP_KNOWN
 
 log = logging.getLogger(__name__)
 

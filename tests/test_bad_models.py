@@ -16,7 +16,8 @@ from skinlesion.classes import CLASSES
 from skinlesion.errors import WeightsError
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
-from skinlesion.predict import predict_batch, submission_row
+from skinlesion.model.classifier import TorchClassifier
+from skinlesion.predict import submission_row
 from skinlesion.training.resume import load_state
 
 INFO = model_info(mean=[0.5] * 3, std=[0.2] * 3)
@@ -126,8 +127,8 @@ def test_predict_names_each_probability_by_the_models_own_class_order(corpus, tm
 
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     cpu = torch.device("cpu")
-    by_shuffled = predict_batch(shuffled_model, shuffled, [image], ["ISIC_1"], device=cpu)[0]
-    by_ordered = predict_batch(ordered_model, ordered, [image], ["ISIC_1"], device=cpu)[0]
+    by_shuffled = TorchClassifier(shuffled_model, shuffled, cpu)([image], ["ISIC_1"], None)[0]
+    by_ordered = TorchClassifier(ordered_model, ordered, cpu)([image], ["ISIC_1"], None)[0]
     named = dict(zip(shuffled.classes, by_shuffled))
     assert [named[name] for name in CLASSES] == pytest.approx(by_ordered.tolist(), abs=1e-6)
     assert not np.allclose(by_shuffled, by_ordered)  # the columns really were in another order

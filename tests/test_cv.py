@@ -7,11 +7,14 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import TINY, check_eval_json, copy_built, run_cli, run_command, run_dvc, stages_run, write_params
 
 from skinlesion.classes import CLASSES
 from skinlesion.data.isic import GROUND_TRUTH_COLUMNS
+from skinlesion.export.runtime import OnnxClassifier
 from skinlesion.model.checkpoint import load_checkpoint
+from skinlesion.model.classifier import TorchClassifier
 from skinlesion.model.ensemble import FoldEnsemble
 
 FOLDS = [0, 1, 2]
@@ -73,6 +76,16 @@ def test_folds_trained_on_two_machines_meet_through_the_run_cache(built_tiny, tm
     table = pd.read_csv(submission)
     assert list(table.columns) == list(GROUND_TRUTH_COLUMNS) and list(table["image"]) == [p.stem for p in images]
     assert ((table[[*CLASSES, "UNK"]] >= 0) & (table[[*CLASSES, "UNK"]] <= 1)).all().all()
+
+    # exported as one graph, the ensemble gives torch's probabilities on the test split in ONNX Runtime
+    result = run_cli("export", "--format", "onnx", cwd=one)
+    assert result.returncode == 0, result.stderr
+    test_images = list(np.load(one / "data" / "prepared" / "test.npy"))
+    names = [""] * len(test_images)
+    by_torch = TorchClassifier(model, info, torch.device("cpu"))(test_images, names, None)
+    by_onnx = OnnxClassifier(one / "models" / "model.onnx")(test_images, names, None)
+    assert len(test_images) > 10 and np.abs(by_torch - by_onnx).max() < 1e-4
+    (one / "models" / "model.onnx").unlink()
 
     # a training param marks the three trains and the model card, which lists the training
     # settings, and nothing before them (ensemble, evaluate and gradcam follow when the models change)

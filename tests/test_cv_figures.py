@@ -22,8 +22,8 @@ from skinlesion.evaluation.cv import (
 )
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, predict_rows, save_checkpoint
-from skinlesion.model.inference import unknown_scores
 from skinlesion.model.info import SHARED
+from skinlesion.model.unknown import unknown_scores
 
 CPU = torch.device("cpu")
 

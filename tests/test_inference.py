@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from skinlesion.model.classifier import TorchClassifier
 from skinlesion.model.inference import fit_temperature, log_probabilities, predict, tta_views
-from skinlesion.predict import predict_batch
 
 
 def _symmetric_images(size: int = 32) -> torch.Tensor:
@@ -72,7 +72,7 @@ def test_the_temperature_travels_in_the_model_file_and_a_file_without_one_means_
     assert "temperature" not in read_checkpoint(tmp_path / "old.pt")  # stored only when fitted
     images = [np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)]
     cpu = torch.device("cpu")
-    plain = predict_batch(model, old, images, ["a"], device=cpu)
-    tempered = predict_batch(model, calibrated, images, ["a"], device=cpu)
+    plain = TorchClassifier(model, old, cpu)(images, ["a"], None)
+    tempered = TorchClassifier(model, calibrated, cpu)(images, ["a"], None)
     expected = torch.softmax(torch.log(torch.from_numpy(plain)).double() / 2.5, dim=1).numpy()
     assert tempered == pytest.approx(expected, abs=1e-5) and plain.argmax() == tempered.argmax()

@@ -16,7 +16,7 @@ from skinlesion.evaluation.report import (
     predictions_table,
     write_curves,
 )
-from skinlesion.model.inference import unknown_scores
+from skinlesion.model.unknown import unknown_scores
 
 PARAMS = EvaluateParams(batch_size=4, bootstrap_resamples=200, calibration_bins=5, seed=0, tta="none")
 Y_TRUE = np.array([0, 0, 1, 1, 2, 2, 2, 5])

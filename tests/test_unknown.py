@@ -13,7 +13,7 @@ from skinlesion.classes import CLASSES
 from skinlesion.data.isic import GROUND_TRUTH_COLUMNS
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import save_checkpoint
-from skinlesion.model.inference import KEEP_KNOWN, unknown_scores, unknown_threshold
+from skinlesion.model.unknown import KEEP_KNOWN, unknown_scores, unknown_threshold
 
 
 def test_the_score_is_one_minus_the_top_probability_and_the_threshold_keeps_the_share():

@@ -12,7 +12,7 @@ from skinlesion.card.blocks import Block, Bullets, Card, Code, Picture, Section,
 from skinlesion.card.figures import before_temperature, class_indices, confusion_figure, reliability_figure, roc_figure
 from skinlesion.card.inputs import CardInputs, ModelCardRun
 from skinlesion.evaluation.metrics import confusion
-from skinlesion.model.inference import KEEP_KNOWN
+from skinlesion.model.unknown import KEEP_KNOWN
 from skinlesion.resampling.kmeans import SamplingParams
 
 # the sections whose keys the card compares with the recipe's

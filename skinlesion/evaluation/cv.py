@@ -23,8 +23,8 @@ from skinlesion.errors import DataError
 from skinlesion.evaluation.metrics import balanced_accuracy, classification_report
 from skinlesion.model.checkpoint import build_checkpoint, predict_rows, read_checkpoint
 from skinlesion.model.device import TrainingDevice, on_device
-from skinlesion.model.inference import unknown_scores, unknown_threshold
 from skinlesion.model.info import SHARED, ModelInfo
+from skinlesion.model.unknown import unknown_scores, unknown_threshold
 
 # the validation curves that fold_curves gathers from each fold's DVCLive folder
 CURVES = ("balanced_accuracy", "loss", "accuracy")

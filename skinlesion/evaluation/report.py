@@ -26,8 +26,9 @@ from skinlesion.evaluation.cv import fold_test_figures
 from skinlesion.evaluation.metrics import bootstrap_interval, classification_report, one_vs_rest_curves, reliability
 from skinlesion.model.device import TrainingDevice
 from skinlesion.model.ensemble import fold_predictions
-from skinlesion.model.inference import TTA, mean_probability, predict, unknown_scores
+from skinlesion.model.inference import TTA, mean_probability, predict
 from skinlesion.model.info import ModelInfo
+from skinlesion.model.unknown import unknown_scores
 
 
 class EvaluateParams(Section):

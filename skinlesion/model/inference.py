@@ -1,6 +1,6 @@
 """Inference as validation, evaluate and predict run it: class probabilities of a batch, with
 optional test-time augmentation (TTA) and temperature scaling, and over a whole DataLoader;
-and the unknown score, which says how unlike every training class an image looks."""
+and the temperature's fit. The unknown score is skinlesion.model.unknown's."""
 
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ from torch.utils.data import DataLoader
 
 from skinlesion.model.device import memory_format
 from skinlesion.model.info import TTA
-
-# the share of validation images (all of known classes) that the unknown threshold keeps known
-KEEP_KNOWN = 0.95
 
 
 def tta_views(images: torch.Tensor, tta: TTA) -> list[torch.Tensor]:
@@ -109,16 +106,3 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
 
     optimizer.step(closure)
     return float(log_t.detach().exp().clamp(0.05, 20.0))
-
-
-def unknown_scores(probabilities: np.ndarray) -> np.ndarray:
-    """Per image (rows of class probabilities), how unlike every training class it looks: one
-    minus its top class probability (the maximum softmax probability baseline of Hendrycks
-    and Gimpel, 2017), in [0, 1 - 1/C]."""
-    return 1.0 - probabilities.max(axis=1)
-
-
-def unknown_threshold(scores: np.ndarray, keep: float = KEEP_KNOWN) -> float:
-    """The lowest unknown score at or below which at least `keep` of `scores` (of validation
-    images, all of known classes) lie: an image scoring above it is called unknown."""
-    return float(np.quantile(scores, keep, method="inverted_cdf"))

@@ -16,8 +16,9 @@ from skinlesion.classes import CLASSES
 from skinlesion.data.folds import FoldData
 from skinlesion.data.metadata import FEATURES
 from skinlesion.model.checkpoint import load_for_inference, predict_rows, save_checkpoint
-from skinlesion.model.inference import KEEP_KNOWN, fit_temperature, unknown_scores, unknown_threshold
+from skinlesion.model.inference import fit_temperature
 from skinlesion.model.info import ModelInfo
+from skinlesion.model.unknown import KEEP_KNOWN, unknown_scores, unknown_threshold
 from skinlesion.training.params import TrainingParams, TrainRun
 from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD
 

@@ -1,0 +1,60 @@
+"""A model file's network as predict's Classifier: images in, class probabilities out, with the
+model file's temperature, optional test-time augmentation and Grad-CAM overlays."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from skinlesion.evaluation.gradcam import class_maps, maps_note, save_overlays
+from skinlesion.model.checkpoint import input_transform, load_for_inference
+from skinlesion.model.device import memory_format, select_device
+from skinlesion.model.inference import TTA, log_probabilities
+from skinlesion.model.info import ModelInfo
+
+
+@dataclasses.dataclass
+class TorchClassifier:
+    """`model` (described by `info`, on `device`) predicting as evaluate does, with `tta`; with
+    `cam_dir`, it also saves a Grad-CAM overlay of the predicted class per image there, named
+    after the image."""
+
+    model: nn.Module
+    info: ModelInfo
+    device: torch.device
+    tta: TTA = "none"
+    cam_dir: Path | None = None
+
+    @classmethod
+    def load(cls, path: Path, *, device: str = "auto", tta: TTA = "none", cam_dir: Path | None = None):
+        """The model file `path` on `device` (auto, cuda, mps or cpu: predict's --device)."""
+        chosen = select_device(device, "--device")
+        model, info = load_for_inference(path, chosen)
+        return cls(model, info, chosen, tta, cam_dir)
+
+    def __call__(self, images: list[np.ndarray], names: list[str], metadata: np.ndarray | None) -> np.ndarray:
+        """predict.Classifier's call."""
+        info = self.info
+        transform = input_transform(info)
+        # decoded images are read-only arrays; torch.tensor copies them (from_numpy would warn)
+        batch = torch.stack([transform(torch.tensor(image).permute(2, 0, 1)) for image in images])
+        batch = batch.to(self.device).contiguous(memory_format=memory_format(self.device))
+        inputs = None if metadata is None else torch.from_numpy(metadata).to(self.device)
+        with torch.no_grad():
+            probabilities = log_probabilities(self.model, batch, self.tta, info.temperature, inputs).exp().cpu()
+        if self.cam_dir is not None:
+            self._save_maps(batch, probabilities, inputs, images, names)
+        return probabilities.numpy()
+
+    def _save_maps(self, batch, probabilities, inputs, images, names) -> None:
+        cams = class_maps(self.model, batch, probabilities.argmax(dim=1).to(self.device), inputs)
+        note = maps_note(self.model).removeprefix(", ")
+        for image, cam, row, name in zip(images, cams.cpu(), probabilities, names):
+            predicted = self.info.classes[int(row.argmax())]
+            title = f"{name}: {predicted} (p={row.max():.2f})"
+            label = f"Grad-CAM: {predicted}" + (f" ({note})" if note else "")
+            save_overlays(image, {label: cam.numpy()}, title, self.cam_dir / f"{Path(name).stem}.png")

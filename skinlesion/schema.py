@@ -12,11 +12,10 @@ from skinlesion.config import Section, load_params
 from skinlesion.data.assign_folds import CvParams
 from skinlesion.data.prepare import PrepareParams
 from skinlesion.data.synthetic import SampleParams
-from skinlesion.evaluation.gradcam import GradcamParams
-from skinlesion.evaluation.report import EvaluateParams
-from skinlesion.resampling.kmeans import SamplingParams
+from skinlesion.evaluation.params import EvaluateParams, GradcamParams
+from skinlesion.resampling.params import SamplingParams
 from skinlesion.training.params import ModelParams, TrainingParams
-from skinlesion.transforms.augment import AugmentationParams
+from skinlesion.transforms.params import AugmentationParams
 
 
 class DataParams(Section):

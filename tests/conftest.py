@@ -23,7 +23,7 @@ from skinlesion.classes import CLASSES
 from skinlesion.cores import available_cores
 from skinlesion.model.checkpoint import read_checkpoint
 from skinlesion.model.info import ModelInfo
-from skinlesion.transforms.augment import AugmentationParams
+from skinlesion.transforms.params import AugmentationParams
 
 REPO = Path(__file__).resolve().parents[1]
 

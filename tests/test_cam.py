@@ -3,7 +3,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from skinlesion.evaluation.gradcam import GradCAM, GradcamParams, choose_samples, overlay, save_overlays
+from skinlesion.evaluation.gradcam import GradCAM, choose_samples, overlay, save_overlays
+from skinlesion.evaluation.params import GradcamParams
 from skinlesion.model.architectures import build_model, cam_layer
 
 

@@ -55,9 +55,9 @@ TOP_FILES = (
 )
 # where it must be an output of dvc.yaml (or inside one): a fresh clone has none of them
 PIPELINE_ROOTS = ("data/", "models/", "metrics/", "plots/", "eval/", "dvclive/")
-# pipeline folders that hold no output: the full profile's data root and import-isic --test's
-# folder (and those dvc.yaml names in its vars, such as models/resume: unfinished training runs)
-NOT_OUTPUTS = ("data/isic2019", "data/isic2019-test")
+# pipeline paths that are no output: the full profile's data root, import-isic --test's folder and
+# skinlesion export's file (and folders dvc.yaml names in its vars, such as models/resume: unfinished training runs)
+NOT_OUTPUTS = ("data/isic2019", "data/isic2019-test", "models/model.onnx")
 
 
 def _text(page: Path) -> str:

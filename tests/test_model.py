@@ -1,5 +1,6 @@
 import re
 import urllib.error
+from typing import get_args
 
 import pytest
 import torch
@@ -7,10 +8,11 @@ import torchvision
 
 from skinlesion.classes import CLASSES
 from skinlesion.errors import DeviceError, WeightsError
-from skinlesion.model.architectures import build_model
+from skinlesion.model.architectures import ARCHITECTURES, build_model
 from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
 from skinlesion.model.device import available_devices, select_device
 from skinlesion.model.info import ModelInfo
+from skinlesion.model.names import Architecture
 
 
 def _old_densenet_keys(state):
@@ -23,6 +25,10 @@ def _old_densenet_keys(state):
 def test_fresh_model_has_eight_outputs():
     model = build_model("densenet121", len(CLASSES), "none").eval()
     assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 8)
+
+
+def test_the_params_name_every_backbone_there_is():
+    assert get_args(Architecture) == tuple(ARCHITECTURES)  # model.name's choices, checked without torch
 
 
 def test_weights_file_in_torchvision_format_loads_strictly(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import model_info, run_cli, run_module
+from conftest import REPO, model_info, run_cli, run_module
 from PIL import Image
 
 from skinlesion import predict as library
@@ -207,10 +207,15 @@ def test_a_folder_without_images_and_a_device_not_here_are_refused(tmp_path, mod
         assert "--device is cuda, but this machine has no CUDA device" in capsys.readouterr().err
 
 
-def test_the_help_answers_without_importing_torch(tmp_path):
-    code = "import sys; from skinlesion.cli import parser; parser(); print('torch' in sys.modules)"
-    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
-    assert shown.stdout.strip() == "False"
+def test_the_help_and_check_params_answer_without_importing_torch(tmp_path):
+    code = (
+        "import sys; from skinlesion.cli import main\n"
+        "try: main(sys.argv[1:])\n"
+        "except SystemExit as exit_: print(exit_.code, 'torch' in sys.modules)"
+    )
+    for args in (["--help"], ["check-params", str(REPO / "params.yaml")]):
+        shown = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path)
+        assert shown.stdout.strip().splitlines()[-1] == "0 False", shown.stderr
 
 
 def test_a_rerun_with_other_settings_is_refused_and_a_refused_run_moves_no_file(

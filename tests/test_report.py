@@ -8,8 +8,8 @@ from conftest import model_info
 from sklearn.metrics import balanced_accuracy_score
 
 from skinlesion.classes import CLASSES
+from skinlesion.evaluation.params import EvaluateParams
 from skinlesion.evaluation.report import (
-    EvaluateParams,
     Scores,
     eval_metrics,
     evaluation_report,

@@ -85,7 +85,7 @@ def test_a_params_module_is_a_dependency_only_of_stages_that_read_its_sections(m
 
 @pytest.mark.slow
 def test_editing_a_params_module_marks_the_stages_that_depend_on_it(ran_repo):
-    module = "skinlesion/evaluation/report.py"  # the evaluate section's schema
+    module = "skinlesion/evaluation/params.py"  # the evaluate and gradcam sections' schemas
     path = ran_repo / module
     original = path.read_text()
     try:
@@ -94,4 +94,4 @@ def test_editing_a_params_module_marks_the_stages_that_depend_on_it(ran_repo):
     finally:
         path.write_text(original)
     dependents = {name for name, stage in _stages(ran_repo).items() if module in stage["deps"]}
-    assert marked == dependents == {"evaluate", "model-card"}
+    assert marked == dependents == {"evaluate", "gradcam", "model-card"}

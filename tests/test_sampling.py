@@ -11,8 +11,9 @@ from skinlesion.data.isic import read_labels
 from skinlesion.data.metadata import FIELDS
 from skinlesion.data.prepare import assign_rows
 from skinlesion.data.split import split_by_lesion
-from skinlesion.resampling.kmeans import SamplingParams, allocate, image_features, pick_within_clusters, undersample
+from skinlesion.resampling.kmeans import allocate, image_features, pick_within_clusters, undersample
 from skinlesion.resampling.oversample import balanced_manifest, oversample_plan
+from skinlesion.resampling.params import SamplingParams
 from skinlesion.transforms.augment import augment, for_real_images
 
 AUGMENT = published_augmentation(seed=5)

@@ -15,11 +15,11 @@ import yaml
 from skinlesion.config import ParamsError, View, parse_params
 from skinlesion.data.prepare import PrepareParams
 from skinlesion.errors import DataError
-from skinlesion.evaluation.report import EvaluateParams
+from skinlesion.evaluation.params import EvaluateParams
 from skinlesion.model.info import ModelInfo
-from skinlesion.resampling.kmeans import SamplingParams
+from skinlesion.resampling.params import SamplingParams
 from skinlesion.training.params import ModelParams, TrainingParams
-from skinlesion.transforms.augment import AugmentationParams
+from skinlesion.transforms.params import AugmentationParams
 
 # Grad-CAM overlays shown, the first by file name
 GRADCAM_PANELS = 4

@@ -13,7 +13,7 @@ from skinlesion.card.figures import before_temperature, class_indices, confusion
 from skinlesion.card.inputs import CardInputs, ModelCardRun
 from skinlesion.evaluation.metrics import confusion
 from skinlesion.model.unknown import KEEP_KNOWN
-from skinlesion.resampling.kmeans import SamplingParams
+from skinlesion.resampling.params import SamplingParams
 
 # the sections whose keys the card compares with the recipe's
 COMPARED = ("prepare", "sampling", "augmentation", "model", "training", "evaluate")

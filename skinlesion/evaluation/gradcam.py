@@ -3,7 +3,7 @@
 Hand-written rather than taken from the grad-cam package: on DenseNet121 that package pairs
 the post-ReLU maps with pre-ReLU gradients, because DenseNet's last ReLU runs in place (see
 GradCAM below; tests/test_cam_reference.py compares both). The params section `gradcam`,
-which test images the gradcam stage explains, is defined here.
+which test images the gradcam stage explains, is skinlesion.evaluation.params's.
 """
 
 from __future__ import annotations
@@ -15,20 +15,14 @@ import pandas as pd
 import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from pydantic import Field
 from torch import nn
 
-from skinlesion.config import Section, View
+from skinlesion.config import View
+from skinlesion.evaluation.params import GradcamParams
 from skinlesion.model.architectures import cam_layer
 from skinlesion.model.device import TrainingDevice
 from skinlesion.model.ensemble import fold_models
 from skinlesion.model.inference import forward
-
-
-class GradcamParams(Section):
-    correct_per_class: int = Field(ge=0, description="test images explained per class, rightly classified")
-    wrong_per_class: int = Field(ge=0, description="and wrongly classified")
-    seed: int = Field(description="which test images are explained")
 
 
 class GradcamRun(View):

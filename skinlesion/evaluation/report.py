@@ -6,7 +6,7 @@ model file's unknown threshold, `test.unknown_rate` is the share of test images 
 classes) that the unknown score would call unknown. For the fold models' ensemble `test` is the
 ensemble's, and `cv` holds each fold model's figures (skinlesion.evaluation.cv).
 
-Its params section `evaluate` is defined here, for the evaluate stage only.
+Its params section `evaluate` is skinlesion.evaluation.params's.
 """
 
 from __future__ import annotations
@@ -17,28 +17,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field
 from torch.utils.data import DataLoader
 
-from skinlesion.config import Section, View
+from skinlesion.config import View
 from skinlesion.data.split import lesion_groups
 from skinlesion.evaluation.cv import fold_test_figures
 from skinlesion.evaluation.metrics import bootstrap_interval, classification_report, one_vs_rest_curves, reliability
+from skinlesion.evaluation.params import EvaluateParams
 from skinlesion.model.device import TrainingDevice
 from skinlesion.model.ensemble import fold_predictions
 from skinlesion.model.inference import TTA, mean_probability, predict
 from skinlesion.model.info import ModelInfo
 from skinlesion.model.unknown import unknown_scores
-
-
-class EvaluateParams(Section):
-    batch_size: int = Field(gt=0)
-    bootstrap_resamples: int = Field(gt=0, description="lesions resampled for the 95% interval of balanced accuracy")
-    calibration_bins: int = Field(gt=0, description="equal-width confidence bins of the ECE and reliability diagram")
-    seed: int = Field(description="the lesions the bootstrap interval resamples")
-    tta: TTA = Field(
-        description="test-time augmentation: none, flips (2 views) or dihedral (8); probabilities averaged"
-    )
 
 
 class EvaluateRun(View):

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
 import torch
 from torch import nn
 
 from skinlesion.config import View
 from skinlesion.errors import DeviceError
+from skinlesion.model.names import Device
 
 log = logging.getLogger(__name__)
-
-Device = Literal["auto", "cuda", "mps", "cpu"]
 
 
 class TrainingDevice(View):

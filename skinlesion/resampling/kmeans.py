@@ -6,7 +6,7 @@ kept images cover the class's sub-types as the full class did. It follows imbala
 rules for resamplers (a random state, no mutation of the input) and keeps real images, as
 imbalanced-learn's ClusterCentroids does only with `voting="hard"` and then one image per
 centroid, not a share of each cluster; so it is written here, on scikit-learn's KMeans.
-The params section `sampling` is defined here, for kmeans-undersample.
+The params section `sampling` is skinlesion.resampling.params's.
 """
 
 from __future__ import annotations
@@ -17,27 +17,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from pydantic import ConfigDict, Field
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from skinlesion.atomic import atomic_file
 from skinlesion.config import View
 from skinlesion.data.arrays import ManifestImages
-from skinlesion.resampling.targets import ClassTargets
+from skinlesion.resampling.params import SamplingParams
 
 log = logging.getLogger(__name__)
 
 FEATURE_SIDE = 16  # images are pooled to 16x16 RGB before clustering
 FEATURE_DIMS = 32  # PCA components the clustering runs on
-
-
-class SamplingParams(ClassTargets):
-    """The whole `sampling` section: the class targets and the clustering."""
-
-    model_config = ConfigDict(extra="forbid")
-    kmeans_clusters: int = Field(gt=0, description="K-Means clusters per undersampled class")
-    seed: int = Field(description="K-Means' initialisation and the images it keeps")
 
 
 class UndersampleRun(View):

@@ -23,7 +23,8 @@ from skinlesion.config import View
 from skinlesion.data.arrays import ManifestImages
 from skinlesion.resampling.targets import ClassTargets
 from skinlesion.seeding import seed_everything
-from skinlesion.transforms.augment import AugmentationParams, augment
+from skinlesion.transforms.augment import augment
+from skinlesion.transforms.params import AugmentationParams
 
 
 class OversampleRun(View):

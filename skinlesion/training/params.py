@@ -9,13 +9,12 @@ from pydantic import Field, model_validator
 
 from skinlesion.classes import CLASSES
 from skinlesion.config import Section, View
-from skinlesion.model.architectures import ARCHITECTURES
-from skinlesion.model.device import Device
-from skinlesion.transforms.augment import AugmentationParams
+from skinlesion.model.names import Architecture, Device
+from skinlesion.transforms.params import AugmentationParams
 
 
 class ModelParams(Section):
-    name: Literal[tuple(ARCHITECTURES)] = Field(description="torchvision backbone (densenet121 is the published one)")
+    name: Architecture = Field(description="torchvision backbone (densenet121 is the published one)")
     num_classes: Literal[len(CLASSES)] = Field(description="the 8 ISIC 2019 training classes")
     weights: str = Field(description="imagenet, none, or the path of a weights file")
     use_metadata: bool = Field(

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from skinlesion.transforms.augment import AugmentationParams
 from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD
+from skinlesion.transforms.params import AugmentationParams
 
 RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's aspect-ratio range, as in the per-image path
 ATTEMPTS = 10  # RandomResizedCrop's tries before it falls back to the whole image

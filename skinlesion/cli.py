@@ -4,6 +4,7 @@ imports no torch, so `skinlesion --help` answers at once.
 
 skinlesion predict IMAGE ... [--model models/model.pt|model.onnx] [--out FILE] [--isic-submission FILE]
 skinlesion export --format onnx [--model models/model.pt] [--out models/model.onnx]
+skinlesion compare A B [C ...] | --a A1 A2 ... --b B1 B2 ... [--json | --markdown]
 skinlesion import-isic [--test] [--out data/isic2019]
 skinlesion check-params [params.yaml ...]
 skinlesion run-profile NAME [dvc exp run arguments ...]
@@ -211,6 +212,29 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from skinlesion.errors import DataError
+    from skinlesion.evaluation.compare_text import as_markdown, as_text
+    from skinlesion.evaluation.runs import compare_sources, resolve
+
+    if bool(args.runs) == bool(args.a or args.b) or bool(args.a) != bool(args.b):
+        raise DataError("compare: give runs A B [C ...] (each against A), or two groups --a ... --b ..., not both")
+    if args.runs:
+        if len(args.runs) < 2:
+            raise DataError("compare: give at least two runs")
+        baseline, *others = resolve(args.runs, args.repo)
+        pairs = [([baseline], [other]) for other in others]
+    else:
+        pairs = [(resolve(args.a, args.repo), resolve(args.b, args.repo))]
+    results = [compare_sources(a, b, resamples=args.resamples, seed=args.seed) for a, b in pairs]
+    if args.json:
+        print(json.dumps([{"a": [s.name for s in a], "b": [s.name for s in b], "sets": sets}
+                          for (a, b), sets in zip(pairs, results)], indent=2))  # fmt: skip
+    else:
+        print("\n\n".join((as_markdown if args.markdown else as_text)(sets) for sets in results))
+    return 0
+
+
 def _check_params(args: argparse.Namespace) -> int:
     from skinlesion.schema import check_params_file
 
@@ -267,6 +291,25 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--model", type=Path, default=Path("models/model.pt"), help="the model file to export")
     export.add_argument("--out", type=Path, help="the exported file (default: the model's path with .onnx)")
     export.set_defaults(run=_export)
+    compare = commands.add_parser(
+        "compare",
+        help="did a change help? two runs, or two groups of seeds, on the same test images, with paired intervals",
+        description="Each run is a git revision, an experiment as `dvc exp show` names it, a folder holding eval/ "
+        "(the workspace: .), or a glob of experiment names. For the test split and every external set that all "
+        "were scored on: balanced accuracy and macro AUC of each side (mean and sd over its runs), B - A with a "
+        "paired bootstrap 95%% interval (the same lesions for both sides, and the runs of a group drawn too), "
+        "McNemar's exact test for one run a side, and recall per class. Refuses runs scored on different images.",
+    )
+    compare.add_argument("runs", nargs="*", help="runs A B [C ...]: each compared with A")
+    compare.add_argument("--a", nargs="+", help="a group of runs (seeds of one setting) as side A")
+    compare.add_argument("--b", nargs="+", help="and side B")
+    compare.add_argument("--repo", type=Path, default=Path("."), help="the repository the runs are in")
+    compare.add_argument("--resamples", type=_positive, default=2000, help="bootstrap resamples")
+    compare.add_argument("--seed", type=int, default=0, help="the bootstrap's draws")
+    shown = compare.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print JSON")
+    shown.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    compare.set_defaults(run=_compare)
     check = commands.add_parser("check-params", help="check every section of params files at once")
     check.add_argument("files", type=Path, nargs="*", default=[Path("params.yaml")])
     check.set_defaults(run=_check_params)

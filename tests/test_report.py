@@ -8,6 +8,7 @@ from conftest import model_info
 from sklearn.metrics import balanced_accuracy_score
 
 from skinlesion.classes import CLASSES
+from skinlesion.data.split import lesion_groups
 from skinlesion.evaluation.params import EvaluateParams
 from skinlesion.evaluation.report import (
     Scores,
@@ -51,7 +52,8 @@ def test_the_report_leads_with_balanced_accuracy_and_its_interval():
 
 def test_the_predictions_table_has_one_row_per_image_and_its_probabilities():
     table = predictions_table(_manifest(), _probabilities(), list(CLASSES))
-    assert list(table.columns) == ["image", "label", "predicted", *(f"p_{name}" for name in CLASSES)]
+    assert list(table.columns) == ["image", "lesion", "label", "predicted", *(f"p_{name}" for name in CLASSES)]
+    assert table["lesion"].tolist() == lesion_groups(_manifest()).tolist()  # what the bootstrap resamples
     assert table["predicted"].tolist() == [CLASSES[k] for k in PREDICTED]
     assert table["p_MEL"].tolist() == pytest.approx(_probabilities()[:, 0].round(6).tolist())
     recomputed = balanced_accuracy_score(table["label"], table["predicted"])

@@ -93,8 +93,9 @@ OUTPUTS = {
     "eval/curves": "`roc_<CLASS>.csv` (fpr, tpr) and `pr_<CLASS>.csv` (recall, precision): one-vs-rest curves "
     "per class; `reliability.csv`: `bin, confidence, accuracy, count` per confidence bin (the ECE's bins)",
     "metrics/eval.json": "the test figures and what was tested (below)",
-    "eval/predictions.csv": "per test image: `image, label, predicted` and `p_<CLASS>`, the probability of each "
-    "class; drawn as the confusion matrix",
+    "eval/predictions.csv": "per test image: `image, lesion, label, predicted` and `p_<CLASS>`, the probability "
+    "of each class (`lesion`: the lesion id, or the image's own without one); drawn as the confusion matrix, and "
+    "what `skinlesion compare` reads",
     "plots/gradcam": "`<CLASS>_correct_<image>.png` and `<CLASS>_wrong_<image>.png`: Grad-CAM overlays of test "
     "images, per class rightly and wrongly classified ones",
     "models/model_card.md": "the model card: what the model is and is not for, its data and data version, the "

@@ -108,8 +108,11 @@ def evaluation_report(
 
 
 def predictions_table(manifest: pd.DataFrame, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    """image, label, predicted, then one probability column per class."""
-    table = manifest[["image", "label"]].reset_index(drop=True)
+    """image, lesion (its lesion id, or the image's own when it has none: what the bootstrap
+    resamples), label, predicted, then one probability column per class."""
+    table = manifest[["image"]].reset_index(drop=True)
+    table["lesion"] = lesion_groups(manifest).to_numpy()
+    table["label"] = manifest["label"].to_numpy()
     table["predicted"] = np.asarray(classes)[probabilities.argmax(axis=1)]
     for k, name in enumerate(classes):
         table[f"p_{name}"] = probabilities[:, k].round(6)

@@ -1,0 +1,215 @@
+"""Did a change help? Two models, or two groups of runs (seeds of one setting), compared on the
+same test images, pairing every image: `skinlesion compare`.
+
+A difference in balanced accuracy is a finding only when it is larger than what the choice
+of test images and of seeds moves by itself. So every figure of B - A comes with a paired
+bootstrap interval: each resample draws whole lesions with replacement, the same lesions for
+both sides (metrics.lesion_resamples), and, for a side of several runs, also draws its runs
+with replacement, so that the interval holds the seeds' spread as well. For one run a side,
+McNemar's exact test asks the same of the images that exactly one of the two gets right.
+Only predictions are read (evaluate's eval/predictions.csv: image, lesion, label, p_<class>),
+so any two runs compare without their models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+from skinlesion.errors import DataError
+from skinlesion.evaluation.metrics import balanced_accuracy, lesion_resamples, macro_auc, percentile_interval
+
+LEVEL = 0.95
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One run's predictions on one image set: `name` says where they came from."""
+
+    name: str
+    table: pd.DataFrame  # image, label, p_<class> ..., optionally lesion
+
+    @property
+    def classes(self) -> list[str]:
+        return [column.removeprefix("p_") for column in self.table.columns if column.startswith("p_")]
+
+
+@dataclasses.dataclass(frozen=True)
+class Paired:
+    """Runs of two sides on the same images, in one order: labels (N,), lesion groups (N,),
+    and each side's probabilities, (runs, N, C)."""
+
+    classes: list[str]
+    images: np.ndarray
+    y_true: np.ndarray
+    groups: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+
+
+def pair(a: list[Run], b: list[Run]) -> Paired:
+    """The runs of both sides on one image order. A DataError, naming the images and the runs,
+    when they were not scored on the same images with the same labels and classes."""
+    runs = a + b
+    first = runs[0]
+    for run in runs:
+        for column in ("image", "label"):
+            if column not in run.table.columns:
+                raise DataError(f"{run.name}: the predictions have no column {column!r}")
+        if sorted(run.classes) != sorted(first.classes) or not run.classes:
+            raise DataError(f"{run.name} predicts {run.classes}, {first.name} {first.classes}: not comparable")
+        if run.table["image"].duplicated().any():
+            raise DataError(
+                f"{run.name}: an image twice ({run.table['image'][run.table['image'].duplicated()].iloc[0]})"
+            )
+        _same_images(first, run)
+    order = first.table.sort_values("image")
+    images = order["image"].to_numpy()
+    labels = order.set_index("image")["label"]
+    for run in runs[1:]:
+        theirs = run.table.set_index("image")["label"].reindex(images)
+        differs = images[(theirs != labels.to_numpy()).to_numpy()]
+        if len(differs):
+            raise DataError(
+                f"{first.name} and {run.name} label images differently ({_some(differs)}): not the same test set"
+            )
+    classes = first.classes
+    index = {name: k for k, name in enumerate(classes)}
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise DataError(f"{first.name}: labels {unknown} are none of the predicted classes {classes}")
+    return Paired(
+        classes=classes,
+        images=images,
+        y_true=labels.map(index).to_numpy(),
+        groups=_groups(runs, images),
+        a=np.stack([_probabilities(run, images, classes) for run in a]),
+        b=np.stack([_probabilities(run, images, classes) for run in b]),
+    )
+
+
+def _same_images(first: Run, run: Run) -> None:
+    mine, theirs = set(first.table["image"]), set(run.table["image"])
+    if mine == theirs:
+        return
+    parts = []
+    if mine - theirs:
+        parts.append(f"{len(mine - theirs)} only in {first.name} ({_some(sorted(mine - theirs))})")
+    if theirs - mine:
+        parts.append(f"{len(theirs - mine)} only in {run.name} ({_some(sorted(theirs - mine))})")
+    raise DataError(f"scored on different images: {'; '.join(parts)}. Compare runs on the same test set")
+
+
+def _some(names, shown: int = 5) -> str:
+    names = list(names)
+    return ", ".join(map(str, names[:shown])) + (", ..." if len(names) > shown else "")
+
+
+def _groups(runs: list[Run], images: np.ndarray) -> np.ndarray:
+    """Each image's lesion, from the first run that names lesions; else each image its own."""
+    for run in runs:
+        if "lesion" in run.table.columns:
+            return run.table.set_index("image")["lesion"].reindex(images).astype(str).to_numpy()
+    return images.astype(str)
+
+
+def _probabilities(run: Run, images: np.ndarray, classes: list[str]) -> np.ndarray:
+    table = run.table.set_index("image").reindex(images)
+    return table[[f"p_{name}" for name in classes]].to_numpy(dtype=np.float64)
+
+
+def _balanced(y_true: np.ndarray, probabilities: np.ndarray) -> float:
+    return balanced_accuracy(y_true, probabilities.argmax(axis=1), probabilities.shape[1])
+
+
+def _recalls(y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    predicted = probabilities.argmax(axis=1)
+    support = np.bincount(y_true, minlength=probabilities.shape[1])
+    right = np.bincount(y_true[predicted == y_true], minlength=probabilities.shape[1])
+    return np.divide(right, support, out=np.full(len(support), np.nan), where=support > 0)
+
+
+def _side(runs: np.ndarray, y_true: np.ndarray, measure) -> dict:
+    values = [measure(y_true, probabilities) for probabilities in runs]
+    defined = [value for value in values if value is not None]
+    return {
+        "runs": [None if value is None else round(value, 4) for value in values],
+        "mean": round(float(np.mean(defined)), 4) if defined else None,
+        "sd": round(float(np.std(defined, ddof=1)), 4) if len(defined) > 1 else None,
+    }
+
+
+def mcnemar(y_true: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict:
+    """McNemar's exact test on the images that exactly one of two models gets right (a, b:
+    (N, C) probabilities): the counts and the two-sided binomial p-value."""
+    right_a, right_b = a.argmax(axis=1) == y_true, b.argmax(axis=1) == y_true
+    only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
+    p = 1.0 if only_a + only_b == 0 else float(binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue)
+    return {"only_a_right": only_a, "only_b_right": only_b, "p_value": p}
+
+
+def compare(a: list[Run], b: list[Run], *, resamples: int = 2000, seed: int = 0) -> dict:
+    """B against A on their common test images: each side's balanced accuracy and macro AUC
+    (per run, mean, sd over runs), their difference B - A with its paired bootstrap interval,
+    per-class recall differences, and for one run a side McNemar's exact test."""
+    paired = pair(a, b)
+    y_true = paired.y_true
+    measures = {"balanced_accuracy": _balanced, "macro_auc": lambda y, p: macro_auc(y, p)}
+    report = {
+        "images": len(y_true),
+        "lesions": len(np.unique(paired.groups)),
+        "a": [run.name for run in a],
+        "b": [run.name for run in b],
+        "resamples": resamples,
+        "seed": seed,
+    }
+    draws = _differences(paired, measures, resamples, seed)
+    for name, measure in measures.items():
+        side_a, side_b = _side(paired.a, y_true, measure), _side(paired.b, y_true, measure)
+        entry = {"a": side_a, "b": side_b, "difference": None, "ci95": None, "excludes_zero": None}
+        if side_a["mean"] is not None and side_b["mean"] is not None:
+            low, high = percentile_interval(draws[name][~np.isnan(draws[name])], LEVEL)
+            entry |= {
+                "difference": round(side_b["mean"] - side_a["mean"], 4),
+                "ci95": [round(low, 4), round(high, 4)],
+                "excludes_zero": bool(low > 0 or high < 0),
+            }
+        report[name] = entry
+    recall_a = np.nanmean([_recalls(y_true, p) for p in paired.a], axis=0)
+    recall_b = np.nanmean([_recalls(y_true, p) for p in paired.b], axis=0)
+    support = np.bincount(y_true, minlength=len(paired.classes))
+    report["per_class_recall"] = {
+        name: {
+            "images": int(support[k]),
+            "a": round(float(recall_a[k]), 4),
+            "b": round(float(recall_b[k]), 4),
+            "difference": round(float(recall_b[k] - recall_a[k]), 4),
+        }
+        for k, name in enumerate(paired.classes)
+        if support[k]
+    }
+    if len(a) == 1 and len(b) == 1:
+        report["mcnemar"] = mcnemar(y_true, paired.a[0], paired.b[0])
+    return report
+
+
+def _differences(paired: Paired, measures: dict, resamples: int, seed: int) -> dict[str, np.ndarray]:
+    """Bootstrap draws of B - A for each measure: the same lesions for both sides and, for a
+    side of several runs, its runs drawn with replacement too (NaN where undefined)."""
+    runs = np.random.default_rng([seed, 1])
+    draws = {name: np.empty(resamples) for name in measures}
+    for r, rows in enumerate(lesion_resamples(paired.groups, resamples, seed)):
+        picked_a = runs.integers(0, len(paired.a), len(paired.a)) if len(paired.a) > 1 else [0]
+        picked_b = runs.integers(0, len(paired.b), len(paired.b)) if len(paired.b) > 1 else [0]
+        y_true = paired.y_true[rows]
+        for name, measure in measures.items():
+            values_a = [measure(y_true, paired.a[k][rows]) for k in picked_a]
+            values_b = [measure(y_true, paired.b[k][rows]) for k in picked_b]
+            if None in values_a or None in values_b:
+                draws[name][r] = np.nan
+            else:
+                draws[name][r] = np.mean(values_b) - np.mean(values_a)
+    return draws

@@ -1,0 +1,124 @@
+"""Where `skinlesion compare` finds a run's predictions: a folder holding eval/ (the workspace is
+`.`), a git revision, or an experiment as `dvc exp show` names it, or a glob of experiment
+names and folders. The test split's predictions are eval/predictions.csv; an external set's,
+eval/external/<name>/predictions.csv. Git and DVC's experiment refs are read with git itself:
+evaluate's predictions are kept in git (cache: false in dvc.yaml), so no DVC cache is needed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from skinlesion.errors import DataError
+from skinlesion.evaluation.compare import Run, compare
+
+TEST = "test"
+PREDICTIONS = {TEST: "eval/predictions.csv"}
+EXTERNAL = "eval/external"
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    """git's output, or None when it fails (not a repository, no such revision or file)."""
+    try:
+        result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return None
+    return result.stdout if result.returncode == 0 else None
+
+
+def experiments(repo: Path) -> dict[str, str]:
+    """DVC's experiments in `repo`, by name: their commits (refs/exps/.../<name>)."""
+    listed = _git(repo, "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps") or ""
+    found = {}
+    for line in listed.splitlines():
+        commit, ref = line.split(" ", 1)
+        if ref.count("/") >= 4:  # refs/exps/ab/cdef.../name; not refs/exps/celery/... or exec
+            found[ref.rsplit("/", 1)[1]] = commit
+    return found
+
+
+class Source:
+    """One run: `name` as the user gave it, and how to read a file of it (None if absent)."""
+
+    def __init__(self, name: str, read: Callable[[str], str | None], files: Callable[[str], list[str]]):
+        self.name, self._read, self._files = name, read, files
+
+    def sets(self) -> list[str]:
+        """The image sets it has predictions for: the test split, then external sets by name."""
+        found = [TEST] if self._read(PREDICTIONS[TEST]) is not None else []
+        external = sorted({path.split("/")[2] for path in self._files(EXTERNAL) if path.endswith("/predictions.csv")})
+        return found + external
+
+    def run(self, image_set: str) -> Run:
+        path = PREDICTIONS.get(image_set, f"{EXTERNAL}/{image_set}/predictions.csv")
+        text = self._read(path)
+        if text is None:
+            raise DataError(f"{self.name}: no {path}")
+        try:
+            table = pd.read_csv(io.StringIO(text), dtype={"image": str, "label": str, "lesion": str})
+        except (pd.errors.ParserError, ValueError) as error:
+            raise DataError(f"{self.name}: {path} is not a predictions table ({error})") from None
+        return Run(self.name, table)
+
+
+def resolve(names: list[str], repo: Path) -> list[Source]:
+    """The sources of `names`, a glob expanded to the experiments and folders it matches."""
+    known = experiments(repo)
+    sources = []
+    for name in names:
+        if any(char in name for char in "*?["):
+            matched = sorted(fnmatch.filter(known, name)) + sorted(
+                str(path) for path in repo.glob(name) if (path / "eval").is_dir()
+            )
+            if not matched:
+                raise DataError(f"{name}: matches no experiment (dvc exp show) and no folder with eval/")
+            sources += [_source(match, repo, known) for match in matched]
+        else:
+            sources.append(_source(name, repo, known))
+    return sources
+
+
+def _source(name: str, repo: Path, known: dict[str, str]) -> Source:
+    folder = repo / name
+    if (folder / "eval").is_dir():
+
+        def read(path: str) -> str | None:
+            file = folder / path
+            return file.read_text(encoding="utf-8") if file.is_file() else None
+
+        def files(under: str) -> list[str]:
+            return [str(path.relative_to(folder)) for path in (folder / under).rglob("*") if path.is_file()]
+
+        return Source(name, read, files)
+    commit = known.get(name) or (_git(repo, "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}") or "").strip()
+    if not commit:
+        raise DataError(
+            f"{name}: no folder with eval/, git revision or experiment of that name in {repo} "
+            "(dvc exp show lists the experiments)"
+        )
+    return Source(
+        name,
+        lambda path: _git(repo, "show", f"{commit}:{path}"),
+        lambda under: (_git(repo, "ls-tree", "-r", "--name-only", commit, "--", under) or "").splitlines(),
+    )
+
+
+def compare_sources(a: list[Source], b: list[Source], *, resamples: int, seed: int) -> dict[str, dict]:
+    """compare.compare of B against A on every image set that all of them were scored on (the
+    test split first), by set name; a DataError when they share none."""
+    common = [name for name in a[0].sets() if all(name in source.sets() for source in a + b)]
+    if not common:
+        listed = "; ".join(f"{source.name}: {source.sets() or 'none'}" for source in a + b)
+        raise DataError(f"no image set with predictions in every run ({listed})")
+    return {
+        name: compare(
+            [source.run(name) for source in a], [source.run(name) for source in b], resamples=resamples, seed=seed
+        )
+        for name in common
+    }

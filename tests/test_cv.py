@@ -2,6 +2,7 @@
 machines that meet through a DVC remote's run cache, then changed as an experiment that
 travels with dvc exp push and pull."""
 
+import json
 import re
 
 import numpy as np
@@ -96,6 +97,11 @@ def test_folds_trained_on_two_machines_meet_through_the_run_cache(built_tiny, tm
 
     # an experiment travels: pushed from machine one, pulled and applied on machine two
     run_dvc("exp", "run", "--name", "fewer-resamples", "-S", "evaluate.bootstrap_resamples=50", cwd=one)
+    # skinlesion compare finds the experiment by the name dvc exp show gives it: the same models, no difference
+    result = run_cli("compare", "fewer-resamples", ".", "--resamples", "100", "--json", cwd=one)
+    assert result.returncode == 0, result.stderr
+    test = json.loads(result.stdout)[0]["sets"]["test"]
+    assert test["balanced_accuracy"]["difference"] == 0 and test["mcnemar"]["p_value"] == 1.0
     run_dvc("exp", "push", "origin", "fewer-resamples", cwd=one)
     run_dvc("exp", "pull", "origin", "fewer-resamples", cwd=two)
     run_dvc("exp", "apply", "fewer-resamples", cwd=two)

@@ -57,11 +57,11 @@ def _mcnemar(report: dict) -> str | None:
     )
 
 
-def _recalls(report: dict) -> str:
-    return ", ".join(
-        f"{name} {row['a']:.2f} -> {row['b']:.2f} ({row['difference']:+.2f}, {row['images']})"
+def _recalls(report: dict) -> list[str]:
+    return [
+        f"  {name:<5} {row['a']:.2f} -> {row['b']:.2f}  ({row['difference']:+.2f}, {row['images']} images)"
         for name, row in report["per_class_recall"].items()
-    )
+    ]
 
 
 def as_text(sets: dict[str, dict]) -> str:
@@ -73,7 +73,7 @@ def as_text(sets: dict[str, dict]) -> str:
         lines = [_heading(name, report)]
         lines += ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
         lines += [line for line in (_mcnemar(report),) if line]
-        lines.append(f"recall per class, A -> B (B - A, images): {_recalls(report)}")
+        lines += ["recall per class, A -> B:", *_recalls(report)]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

@@ -266,16 +266,32 @@ def test_cross_validation_subgroups_and_external_sets_are_shown_only_when_presen
         "test_std": {"balanced_accuracy": 0.0707, "ece": 0.0},
         "out_of_fold": {"images": 40, "balanced_accuracy": 0.52, "accuracy": 0.7},
     }
-    subgroups = {"sex": {"female": {"balanced_accuracy": 0.41, "images": 4}, "male": {"balanced_accuracy": 0.49}}}
+    scored = {"too_small": False, "balanced_accuracy_ci95_low": 0.2, "recall": {"MEL": 0.5}}
+    subgroups = {
+        "min_images": 5,
+        "age": {
+            "under_30": {"images": 3, "too_small": True},
+            "30_to_60": scored | {"images": 10, "balanced_accuracy": 0.31, "balanced_accuracy_ci95_high": 0.44}
+            | {"below_overall": True},
+            "over_60": {"images": 0, "too_small": True},
+        },
+        "sex": {"female": scored | {"images": 7, "balanced_accuracy": 0.5, "balanced_accuracy_ci95_high": 0.7}
+                | {"below_overall": False}},
+        "site": {"unknown": {"images": 13, "too_small": False} | scored | {"balanced_accuracy": 0.45}
+                 | {"balanced_accuracy_ci95_high": 0.6, "below_overall": False}},
+    }  # fmt: skip
     external = {"derm7pt": {"balanced_accuracy": 0.33, "images": 20}}
-    full = evaluation() | {"cv": cv, "subgroups": subgroups, "external": external}
+    base = evaluation()
+    full = base | {"test": base["test"] | {"subgroups": subgroups}, "cv": cv, "external": external}
     markdown = card_markdown(build_card(inputs(evaluation=full)))
     assert re.findall(r"^## (.+)$", markdown, flags=re.M) == SECTIONS[:9] + OPTIONAL + SECTIONS[9:]
     folds = section_text(markdown, "Cross-validation")
     assert "| 1 | 1 | 0.600 | 0.600 | 0.100 |" in folds and "| standard deviation |  |  | 0.071 | 0.000 |" in folds
     assert "balanced accuracy 0.520, accuracy 0.700, 40 images" in folds
-    assert "| female | 0.410 | 4 |" in section_text(markdown, "Subgroups")
-    assert "| male | 0.490 | None |" in section_text(markdown, "Subgroups")
+    shown = section_text(markdown, "Subgroups")
+    assert "| 30_to_60 | 10 | 0.310 | 0.200 to 0.440 | below |" in shown and "| under_30 | 3 | too small |" in shown
+    assert "over_60" not in shown and "| female | 7 | 0.500 | 0.200 to 0.700 |  |" in shown
+    assert "the overall for age 30_to_60." in section_text(markdown, "Limitations")
     assert "| derm7pt | 0.330 | 20 |" in section_text(markdown, "External test sets")
     plain = card_markdown(build_card(inputs()))
     assert not any(f"## {title}" in plain for title in OPTIONAL)

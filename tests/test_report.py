@@ -19,7 +19,9 @@ from skinlesion.evaluation.report import (
 )
 from skinlesion.model.unknown import unknown_scores
 
-PARAMS = EvaluateParams(batch_size=4, bootstrap_resamples=200, calibration_bins=5, seed=0, tta="none")
+PARAMS = EvaluateParams(
+    batch_size=4, bootstrap_resamples=200, calibration_bins=5, seed=0, tta="none", subgroup_min_images=3
+)
 Y_TRUE = np.array([0, 0, 1, 1, 2, 2, 2, 5])
 PREDICTED = np.array([0, 1, 1, 1, 2, 0, 2, 5])
 CONFIDENCE = np.array([0.9, 0.6, 0.7, 0.95, 0.8, 0.4, 0.55, 0.99])

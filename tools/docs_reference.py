@@ -149,6 +149,18 @@ EVAL_KEYS = {
     "test.unknown_rate": "share of test images, all of known classes, whose unknown score (one minus the top "
     "class probability) is above the model's unknown threshold: the share an ISIC submission would call `UNK` "
     "wrongly",
+    "test.subgroups.min_images": "fewest test images a subgroup needs to be scored (`evaluate.subgroup_min_images`)",
+    "test.subgroups.<attribute>.<group>.images": "test images of the subgroup: by `age` (`under_30`, `30_to_60`, "
+    "`over_60`, `unknown`), `sex` and anatomical `site` (ISIC's values, `unknown` where the metadata is empty)",
+    "test.subgroups.<attribute>.<group>.too_small": "true when the subgroup has fewer images than `min_images`: "
+    "counted, not scored",
+    "test.subgroups.<attribute>.<group>.balanced_accuracy": "the subgroup's balanced accuracy (a scored subgroup)",
+    "test.subgroups.<attribute>.<group>.balanced_accuracy_ci95_low": "its 95% lesion-bootstrap interval, as the "
+    "headline's",
+    "test.subgroups.<attribute>.<group>.balanced_accuracy_ci95_high": "upper end of that interval",
+    "test.subgroups.<attribute>.<group>.below_overall": "true when the whole interval lies below "
+    "`test.balanced_accuracy`: the model does worse for this group",
+    "test.subgroups.<attribute>.<group>.recall.<CLASS>": "recall of each class the subgroup has images of",
     "model.epoch": "one fold: the kept epoch, counted from 0 (the best validation balanced accuracy)",
     "model.val_balanced_accuracy": "one fold: the kept epoch's validation balanced accuracy",
     "model.temperature": "one fold: the temperature dividing the logits (1.0 without `training.calibration`)",
@@ -388,6 +400,10 @@ def key_pattern(key: str) -> str:
     parts = key.split(".")
     if parts[:2] == ["test", "per_class"] and parts[2] in CLASSES:
         parts[2] = "<CLASS>"
+    if parts[:2] == ["test", "subgroups"] and len(parts) > 3:
+        parts[2:4] = ["<attribute>", "<group>"]
+        if parts[4:5] == ["recall"]:
+            parts[5] = "<CLASS>"
     if parts[:2] == ["cv", "folds"] and parts[2].isdigit():
         parts[2] = "<k>"
     if parts[:1] == ["cv"] and (parts[1] in ("test_mean", "test_std") or parts[3:4] == ["test"]):

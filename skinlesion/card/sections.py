@@ -260,6 +260,36 @@ def cv_section(cv: dict) -> Section:
     return Section("Cross-validation", (Table(header, tuple(rows)), text))
 
 
+ATTRIBUTES = {"age": "age band", "sex": "sex", "site": "anatomical site"}
+
+
+def subgroups_section(test: dict) -> Section:
+    """eval.json's `test.subgroups`: a table per attribute, each group's images and balanced
+    accuracy with its interval, or too small to score."""
+    subgroups = test["subgroups"]
+    text = (
+        f"Balanced accuracy by the metadata of the test images (overall {number(test['balanced_accuracy'])}); a "
+        f'group with fewer than {subgroups["min_images"]} images is counted, not scored. "below" marks a group '
+        "whose whole 95% interval lies below the overall figure."
+    )
+    blocks: list[Block] = [text]
+    for attribute, label in ATTRIBUTES.items():
+        rows = []
+        for group, entry in subgroups[attribute].items():
+            if not entry["images"]:
+                continue
+            if entry["too_small"]:
+                rows.append((group, str(entry["images"]), "too small", "", ""))
+                continue
+            interval = (
+                f"{number(entry['balanced_accuracy_ci95_low'])} to {number(entry['balanced_accuracy_ci95_high'])}"
+            )
+            below = "below" if entry["below_overall"] else ""
+            rows.append((group, str(entry["images"]), number(entry["balanced_accuracy"]), interval, below))
+        blocks.append(Table((label, "test images", "balanced accuracy", "95% interval", ""), tuple(rows)))
+    return Section("Subgroups", tuple(blocks))
+
+
 def tables_of(mapping: dict, caption: str = "") -> list[Block]:
     """A nested mapping of figures as tables, whatever its shape: its scalars as a two-column
     table; values that are all mappings of scalars as one table, a row per key; deeper values
@@ -327,6 +357,15 @@ def limitations(inputs: CardInputs) -> list[str]:
             f"{number(high)}), wider than {WIDE_INTERVAL}: this test split cannot tell apart settings that differ "
             "by less."
         )
+    below = [
+        f"{attribute} {group}"
+        for attribute, groups in test.get("subgroups", {}).items()
+        if isinstance(groups, dict)
+        for group, entry in groups.items()
+        if entry.get("below_overall")
+    ]
+    if below:
+        found.append(f"Worse for some patients: the 95% interval lies wholly below the overall for {', '.join(below)}.")
     missed = [name for name, f in test["per_class"].items() if f["support"] and f["recall"] == 0]
     if missed:
         found.append(f"Never recognised on the test split (recall 0): {', '.join(missed)}.")
@@ -341,7 +380,8 @@ def limitations_section(inputs: CardInputs) -> Section:
     if not found:
         checked = (
             f"synthetic data, no pretrained weights, classes with fewer than {FEW_TEST_IMAGES} test images, a 95% "
-            f"interval wider than {WIDE_INTERVAL}, classes never recognised, no external test set"
+            f"interval wider than {WIDE_INTERVAL}, subgroups below the overall figure, classes never recognised, no "
+            "external test set"
         )
         return Section("Limitations", (f"The numbers show none of those this card checks for ({checked}).",))
     return Section("Limitations", (Bullets(tuple(found)),))
@@ -384,8 +424,8 @@ def build_card(inputs: CardInputs) -> Card:
     ]
     if "cv" in evaluation:
         sections.append(cv_section(evaluation["cv"]))
-    if "subgroups" in evaluation:
-        sections.append(Section("Subgroups", tuple(tables_of(evaluation["subgroups"]))))
+    if "subgroups" in evaluation["test"]:
+        sections.append(subgroups_section(evaluation["test"]))
     if "external" in evaluation:
         sections.append(Section("External test sets", tuple(tables_of(evaluation["external"]))))
     sections += [

@@ -18,6 +18,9 @@ class EvaluateParams(Section):
     tta: TTA = Field(
         description="test-time augmentation: none, flips (2 views) or dihedral (8); probabilities averaged"
     )
+    subgroup_min_images: int = Field(
+        gt=0, description="fewest images an age band, sex or site must have to be scored (fewer: too small)"
+    )
 
 
 class GradcamParams(Section):

@@ -24,6 +24,7 @@ from skinlesion.data.split import lesion_groups
 from skinlesion.evaluation.cv import fold_test_figures
 from skinlesion.evaluation.metrics import bootstrap_interval, classification_report, one_vs_rest_curves, reliability
 from skinlesion.evaluation.params import EvaluateParams
+from skinlesion.evaluation.subgroups import subgroup_report
 from skinlesion.model.device import TrainingDevice
 from skinlesion.model.ensemble import fold_predictions
 from skinlesion.model.inference import TTA, mean_probability, predict
@@ -93,17 +94,23 @@ def evaluation_report(
     classes: tuple[str, ...],
     params: EvaluateParams,
 ) -> dict:
-    """The test metrics: balanced accuracy and its interval first, then the classification report."""
+    """The test metrics: balanced accuracy and its interval first, then the classification
+    report, then the subgroups (by age band, sex and site)."""
     report = classification_report(y_true, probabilities, classes, params.calibration_bins)
-    low, high = bootstrap_interval(
-        y_true,
-        probabilities.argmax(axis=1),
-        lesion_groups(manifest).to_numpy(),
-        len(classes),
-        resamples=params.bootstrap_resamples,
-        seed=params.seed,
-    )
+    y_pred, lesions = probabilities.argmax(axis=1), lesion_groups(manifest).to_numpy()
+    resampling = {"resamples": params.bootstrap_resamples, "seed": params.seed}
+    low, high = bootstrap_interval(y_true, y_pred, lesions, len(classes), **resampling)
     headline = {"balanced_accuracy": report.pop("balanced_accuracy")}
+    report["subgroups"] = subgroup_report(
+        manifest,
+        y_true,
+        y_pred,
+        lesions,
+        classes,
+        overall=headline["balanced_accuracy"],
+        min_images=params.subgroup_min_images,
+        **resampling,
+    )
     return {**headline, "balanced_accuracy_ci95_low": low, "balanced_accuracy_ci95_high": high, **report}
 
 

@@ -1,28 +1,32 @@
-"""Stage evaluate: the model scored on the test split (skinlesion.evaluation.report).
+"""Stage evaluate: the model scored on the test split (skinlesion.evaluation.report); and, as
+stage evaluate-external (one per entry of evaluate.external), on an external test set.
 
-Writes the metrics to --metrics; one row per test image with its true class, predicted class
-and class probabilities to --predictions, which DVC draws as the confusion matrix; and
-one-vs-rest ROC and precision-recall curves and the reliability diagram's data to --curves.
-Of the stages, only evaluate and gradcam (which explains evaluate's predictions) read the
-test split.
+Writes the metrics to --metrics; one row per image with its lesion, true class, predicted
+class and class probabilities to --predictions, which DVC draws as the confusion matrix and
+skinlesion compare reads; and one-vs-rest ROC and precision-recall curves and the reliability
+diagram's data to --curves. Of the stages, only evaluate and gradcam (which explains
+evaluate's predictions) read the test split. For an external set (--external, the folder
+prepare-external wrote) the metrics are eval.json's `test` report, after the set's own counts:
+the images in its folder, those left out because the pipeline's data holds them
+(`overlap_excluded`, per guard) and those that could not be read.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
-import numpy as np
-from torch.utils.data import DataLoader
-
-from skinlesion.atomic import atomic_dir, atomic_file, write_json
+from skinlesion.atomic import write_json
 from skinlesion.classes import CLASSES
 from skinlesion.config import load_params
 from skinlesion.data.arrays import read_manifest
+from skinlesion.data.external import SPLIT
 from skinlesion.entry import run_stage
-from skinlesion.evaluation.report import EvaluateRun, eval_metrics, predictions_table, score_model, write_curves
-from skinlesion.model.checkpoint import load_for_inference, model_dataset
+from skinlesion.errors import DataError
+from skinlesion.evaluation.report import EvaluateRun, score_images, write_predictions
+from skinlesion.model.checkpoint import load_for_inference
 from skinlesion.model.device import select_device
 
 log = logging.getLogger(__name__)
@@ -31,8 +35,10 @@ log = logging.getLogger(__name__)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--prepared", type=Path, required=True, help="prepare-split output folder (test is read)")
-    parser.add_argument("--metrics", type=Path, required=True, help="JSON file for the test metrics")
+    images = parser.add_mutually_exclusive_group(required=True)
+    images.add_argument("--prepared", type=Path, help="prepare-split output folder (test is read)")
+    images.add_argument("--external", type=Path, help="prepare-external's folder of an external test set")
+    parser.add_argument("--metrics", type=Path, required=True, help="JSON file for the metrics")
     parser.add_argument("--predictions", type=Path, required=True, help="CSV of per-image predictions")
     parser.add_argument("--curves", type=Path, required=True, help="folder for ROC, precision-recall, reliability")
     args = parser.parse_args()
@@ -40,22 +46,25 @@ def main() -> None:
 
     device = select_device(params.training.device)
     model, info = load_for_inference(args.model, device, CLASSES)
-    manifest = read_manifest(args.prepared / "test.csv")
-    dataset = model_dataset(args.prepared, manifest, info, str(args.prepared / "test.csv"))
-    loader = DataLoader(dataset, batch_size=params.evaluate.batch_size, pin_memory=device.type == "cuda")
-    scores = score_model(model, info, loader, device, params.evaluate.tta)
-    metrics = eval_metrics(manifest, scores, info, params.evaluate)
+    folder = args.prepared or args.external
+    where = folder / ("test.csv" if args.prepared else f"{SPLIT}.csv")
+    manifest = read_manifest(where)
+    if args.external:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        if manifest.empty:
+            raise DataError(f"{summary['root']}: no image left to score (left out: {summary['overlap_excluded']})")
+    metrics, scores = score_images(model, info, device, folder, manifest, str(where), params.evaluate)
+    if args.external:
+        counts = {key: summary[key] for key in ("images_in_folder", "overlap_excluded", "skipped")}
+        metrics = {**counts, **metrics["test"]}
     write_json(args.metrics, metrics)
-    probabilities, classes = np.exp(scores.log_probabilities), info.classes
-    with atomic_file(args.predictions) as tmp:
-        predictions_table(manifest, probabilities, classes).to_csv(tmp, index=False)
-    with atomic_dir(args.curves) as tmp:
-        write_curves(scores.y_true, probabilities, classes, params.evaluate.calibration_bins, tmp)
-    test = metrics["test"]
+    write_predictions(manifest, scores, info, params.evaluate, args.predictions, args.curves)
+    report = metrics if args.external else metrics["test"]
     log.info(
-        "test: balanced accuracy %.4f, accuracy %.4f on %d images",
-        test["balanced_accuracy"],
-        test["accuracy"],
+        "%s: balanced accuracy %.4f, accuracy %.4f on %d images",
+        where,
+        report["balanced_accuracy"],
+        report["accuracy"],
         len(scores.y_true),
     )
 

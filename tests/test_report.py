@@ -9,7 +9,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from skinlesion.classes import CLASSES
 from skinlesion.data.split import lesion_groups
-from skinlesion.evaluation.params import EvaluateParams
+from skinlesion.evaluation.params import ScoringParams
 from skinlesion.evaluation.report import (
     Scores,
     eval_metrics,
@@ -19,7 +19,7 @@ from skinlesion.evaluation.report import (
 )
 from skinlesion.model.unknown import unknown_scores
 
-PARAMS = EvaluateParams(
+PARAMS = ScoringParams(
     batch_size=4, bootstrap_resamples=200, calibration_bins=5, seed=0, tta="none", subgroup_min_images=3
 )
 Y_TRUE = np.array([0, 0, 1, 1, 2, 2, 2, 5])

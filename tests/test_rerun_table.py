@@ -46,11 +46,16 @@ def test_changing_a_param_marks_exactly_its_stages(ran_repo, key):
 
 
 def _stages(repo) -> dict[str, dict]:
-    """dvc.yaml's stages as dvc status names them: a stage run per fold once per fold (train@0)."""
-    folds = yaml.safe_load((repo / "params.yaml").read_text())["cv"]["folds"]
+    """dvc.yaml's stages as dvc status names them: a stage run per fold once per fold (train@0),
+    one per external test set once per set (none by default)."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
     stages = {}
     for name, stage in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"].items():
-        stages |= {f"{name}@{fold}": stage["do"] for fold in folds} if "do" in stage else {name: stage}
+        if "do" not in stage:
+            stages[name] = stage
+            continue
+        section, key = re.fullmatch(r"\$\{(\w+)\.(\w+)\}", stage["foreach"]).groups()
+        stages |= {f"{name}@{item}": stage["do"] for item in params[section][key]}
     return stages
 
 

@@ -93,6 +93,15 @@ OUTPUTS = {
     "eval/curves": "`roc_<CLASS>.csv` (fpr, tpr) and `pr_<CLASS>.csv` (recall, precision): one-vs-rest curves "
     "per class; `reliability.csv`: `bin, confidence, accuracy, count` per confidence bin (the ECE's bins)",
     "metrics/eval.json": "the test figures and what was tested (below)",
+    "data/external/<NAME>": "an external test set (`evaluate.external`) decoded as prepare-split decodes: "
+    "`external.npy` and `external.csv` (the images kept), `excluded.csv` (each image left out and why: "
+    "`isic_id`, `lesion_id` or `pixels`, the same as an image of the pipeline's data; or unreadable) and "
+    "`summary.json` (the counts)",
+    "metrics/external/<NAME>.json": "the external set's report, as eval.json's `test` (subgroups too), after "
+    "`images_in_folder`, `overlap_excluded` (per guard and `total`) and `skipped`",
+    "eval/external/<NAME>/predictions.csv": "per image of the external set, as `eval/predictions.csv`; drawn as "
+    "its confusion matrix; `skinlesion compare` compares runs on it",
+    "eval/external/<NAME>/curves": "the external set's ROC, precision-recall and reliability data, as `eval/curves`",
     "eval/predictions.csv": "per test image: `image, lesion, label, predicted` and `p_<CLASS>`, the probability "
     "of each class (`lesion`: the lesion id, or the image's own without one); drawn as the confusion matrix, and "
     "what `skinlesion compare` reads",
@@ -223,8 +232,17 @@ def _lookup(tree: dict, dotted: str):
 
 
 def resolve(text: str, context: dict) -> str:
-    """dvc.yaml's `${...}` templating: `${item}` (a fold) becomes `<k>`."""
-    return re.sub(r"\$\{\s*([\w.]+)\s*\}", lambda m: "<k>" if m[1] == "item" else str(_lookup(context, m[1])), text)
+    """dvc.yaml's `${...}` templating: `${item}` (a fold) becomes `<k>`, `${key}` (an external
+    set's name) `<NAME>`."""
+    named = {"item": "<k>", "key": "<NAME>"}
+    return re.sub(r"\$\{\s*([\w.]+)\s*\}", lambda m: named.get(m[1]) or str(_lookup(context, m[1])), text)
+
+
+def per(stage: dict) -> str:
+    """How often a stage runs, after its name: once, per fold, or per external set."""
+    if "foreach" not in stage:
+        return ""
+    return " (per external set)" if "evaluate.external" in stage["foreach"] else " (per fold)"
 
 
 def dvc_context() -> dict:
@@ -256,7 +274,7 @@ def stage_outputs() -> list[dict]:
                 outputs.append(
                     {
                         "path": resolve(path, context),
-                        "stage": name + (" (per fold)" if "foreach" in stage else ""),
+                        "stage": name + per(stage),
                         "kind": kind.rstrip("s"),
                         "cache": options.get("cache", True),
                     }

@@ -83,19 +83,23 @@ def _labels_from_one_hot(frame: pd.DataFrame, path: Path) -> pd.Series:
     return pd.Series(np.asarray(CLASSES)[values[:, :-1].argmax(axis=1)], index=frame.index)
 
 
-def read_labels(root: str | Path) -> pd.DataFrame:
+def read_labels(root: str | Path, *, metadata_required: bool = True) -> pd.DataFrame:
     """Read and cross-check the ground truth and metadata under `root`.
 
     Returns one row per image, in ground-truth order, with columns `image`, `label`
     (class name), `lesion_id` (empty when unknown), `group` (the lesion, or the image
     itself when it has no lesion id: the unit that must never straddle two splits) and the
     metadata `age_approx`, `anatom_site_general`, `sex` (empty when missing; checked by
-    skinlesion.data.metadata.check_metadata).
+    skinlesion.data.metadata.check_metadata). Without `metadata_required` (an external test
+    set), a folder without the metadata CSV reads as if every value were missing.
     """
     root = Path(root)
     truth_path, meta_path = root / GROUND_TRUTH_CSV, root / METADATA_CSV
     truth = _read_csv(truth_path, GROUND_TRUTH_COLUMNS)
-    meta = _read_csv(meta_path, METADATA_COLUMNS)
+    if metadata_required or meta_path.is_file():
+        meta = _read_csv(meta_path, METADATA_COLUMNS)
+    else:
+        meta = pd.DataFrame({"image": truth["image"], **dict.fromkeys(METADATA_COLUMNS[1:], "")})
     labels = pd.DataFrame({"image": truth["image"], "label": _labels_from_one_hot(truth, truth_path)})
 
     missing = labels.loc[~labels["image"].isin(meta["image"]), "image"]

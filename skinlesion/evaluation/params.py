@@ -4,13 +4,19 @@ runs without it."""
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
 
-from skinlesion.config import Section
+from pydantic import Field, field_validator
+
+from skinlesion.config import Section, View
 from skinlesion.model.info import TTA
 
 
-class EvaluateParams(Section):
+class ScoringParams(View):
+    """How a model is scored, on the test split and on each external set: the `evaluate` keys
+    both stages read (not `external`, so that adding a set reruns neither the test split's
+    scoring nor another set's)."""
+
     batch_size: int = Field(gt=0)
     bootstrap_resamples: int = Field(gt=0, description="lesions resampled for the 95% interval of balanced accuracy")
     calibration_bins: int = Field(gt=0, description="equal-width confidence bins of the ECE and reliability diagram")
@@ -21,6 +27,25 @@ class EvaluateParams(Section):
     subgroup_min_images: int = Field(
         gt=0, description="fewest images an age band, sex or site must have to be scored (fewer: too small)"
     )
+
+
+class EvaluateParams(ScoringParams):
+    """The whole `evaluate` section: the scoring, and the external test sets."""
+
+    model_config = Section.model_config
+    external: dict[str, str] = Field(
+        description="external test sets scored beside the test split: name -> a folder in data.root's layout "
+        "(ISIC_2019_Training_GroundTruth.csv, ISIC_2019_Training_Input/, optionally "
+        "ISIC_2019_Training_Metadata.csv); a path relative to the repository or absolute. {} for none"
+    )
+
+    @field_validator("external")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+                raise ValueError(f"external: {name!r} is not a name of letters, digits, _ and - (it names files)")
+        return value
 
 
 class GradcamParams(Section):

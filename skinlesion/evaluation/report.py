@@ -19,12 +19,14 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from skinlesion.atomic import atomic_dir, atomic_file
 from skinlesion.config import View
 from skinlesion.data.split import lesion_groups
 from skinlesion.evaluation.cv import fold_test_figures
 from skinlesion.evaluation.metrics import bootstrap_interval, classification_report, one_vs_rest_curves, reliability
-from skinlesion.evaluation.params import EvaluateParams
+from skinlesion.evaluation.params import ScoringParams
 from skinlesion.evaluation.subgroups import subgroup_report
+from skinlesion.model.checkpoint import model_dataset
 from skinlesion.model.device import TrainingDevice
 from skinlesion.model.ensemble import fold_predictions
 from skinlesion.model.inference import TTA, mean_probability, predict
@@ -36,7 +38,7 @@ class EvaluateRun(View):
     """The params evaluate reads."""
 
     training: TrainingDevice
-    evaluate: EvaluateParams
+    evaluate: ScoringParams
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,35 @@ def score_model(model: torch.nn.Module, info: ModelInfo, loader: DataLoader, dev
     return Scores(log_probabilities, y_true, loss, described, folds_logs)
 
 
-def eval_metrics(manifest: pd.DataFrame, scores: Scores, info: ModelInfo, params: EvaluateParams) -> dict:
+def score_images(
+    model: torch.nn.Module,
+    info: ModelInfo,
+    device: torch.device,
+    folder: Path,
+    manifest: pd.DataFrame,
+    where: str,
+    params: ScoringParams,
+) -> tuple[dict, Scores]:
+    """eval_metrics of the images of `manifest` (in prepare-split's arrays in `folder`; `where`
+    names the manifest in errors), and the Scores they come from."""
+    dataset = model_dataset(folder, manifest, info, where)
+    loader = DataLoader(dataset, batch_size=params.batch_size, pin_memory=device.type == "cuda")
+    scores = score_model(model, info, loader, device, params.tta)
+    return eval_metrics(manifest, scores, info, params), scores
+
+
+def write_predictions(
+    manifest: pd.DataFrame, scores: Scores, info: ModelInfo, params: ScoringParams, predictions: Path, curves: Path
+) -> None:
+    """The per-image predictions table to `predictions` and the curves' data to the folder `curves`."""
+    probabilities = np.exp(scores.log_probabilities)
+    with atomic_file(predictions) as tmp:
+        predictions_table(manifest, probabilities, list(info.classes)).to_csv(tmp, index=False)
+    with atomic_dir(curves) as tmp:
+        write_curves(scores.y_true, probabilities, info.classes, params.calibration_bins, tmp)
+
+
+def eval_metrics(manifest: pd.DataFrame, scores: Scores, info: ModelInfo, params: ScoringParams) -> dict:
     """eval.json: `test` (evaluation_report, the loss, the TTA and, when the model has an
     unknown threshold, `unknown_rate`), `model`, and for an ensemble `cv`."""
     probabilities = np.exp(scores.log_probabilities)
@@ -92,7 +122,7 @@ def evaluation_report(
     y_true: np.ndarray,
     probabilities: np.ndarray,
     classes: tuple[str, ...],
-    params: EvaluateParams,
+    params: ScoringParams,
 ) -> dict:
     """The test metrics: balanced accuracy and its interval first, then the classification
     report, then the subgroups (by age band, sex and site)."""

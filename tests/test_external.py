@@ -151,7 +151,7 @@ def test_evaluate_external_scores_the_kept_images_as_predict_does(tmp_path, sets
 def test_an_external_set_as_an_experiment_scores_only_it_and_compare_reads_it(built_tiny, tmp_path, shared_data):
     repo = copy_built(built_tiny, tmp_path / "repo")
     mini = shared_data / "isic2019-mini"
-    output = run_dvc("exp", "run", "--name", "with-mini", "-S", f"evaluate.external={{mini: {mini}}}", cwd=repo)
+    output = run_dvc("exp", "run", "--name", "with-mini", "-S", f"+evaluate.external.mini={mini}", cwd=repo)
     assert set(stages_run(output)) == {"prepare-external@mini", "evaluate-external@mini", "model-card"}
     report = json.loads((repo / "metrics" / "external" / "mini.json").read_text())
     assert report["images_in_folder"] == 70 and report["images"] + report["overlap_excluded"]["total"] == 70

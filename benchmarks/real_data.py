@@ -14,6 +14,14 @@ holds evaluate's `cv` figures too (each fold model's, their mean and spread, out
     python -m benchmarks.real_data --data-root ../shared/data/isic2019-dev \\
         --out benchmarks/results/cpu/real_data.json --markdown docs/real_data.md
     python -m benchmarks.real_data --data-root DIR --setting mine:training.learning_rate=0.0003
+    python -m benchmarks.real_data --data-root ../shared/data/isic2019-dev --seeds 3 \\
+        --external mini=../shared/data/isic2019-mini --only recipe original-code metadata tta-flips no-rotation
+
+--seeds N runs every setting with the training seeds 42, 43, ... (seeds outermost, so an
+interrupted run has whole rounds) and, with the predictions of every run, compares each setting
+with --baseline (recipe) as `skinlesion compare` does: the pooled paired difference of balanced
+accuracy with its 95% interval, on the test split and on each --external NAME=DIR set (scored
+by evaluate-external, less the images the dev set holds).
 
 --setting adds a setting (repeatable) and --only runs a subset of the named ones. With
 --markdown, the table replaces the block between the two `real-data-table` comments of
@@ -33,9 +41,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from benchmarks import publish
 from skinlesion.classes import CLASSES
 from skinlesion.cores import available_cores
+from skinlesion.evaluation.compare import Run, compare
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,13 +133,49 @@ def run(*args: str, cwd: Path) -> str:
     return result.stdout
 
 
-def exp_run(clone: Path, name: str, overrides: dict[str, str], target: str) -> float:
-    """`dvc exp run` of `target` with `overrides`; the clone is reset first. Returns seconds."""
+def exp_run(clone: Path, name: str, overrides: dict[str, str], targets: list[str]) -> float:
+    """`dvc exp run` of `targets` with `overrides`; the clone is reset first. Returns seconds."""
     run("git", "checkout", "--", ".", cwd=clone)
     flags = [arg for key, value in overrides.items() for arg in ("-S", f"{key}={value}")]
     start = time.perf_counter()
-    run(sys.executable, "-m", "dvc", "exp", "run", "--name", name, *flags, target, cwd=clone)
+    run(sys.executable, "-m", "dvc", "exp", "run", "--name", name, *flags, *targets, cwd=clone)
     return time.perf_counter() - start
+
+
+def seeds_of(count: int) -> list[int]:
+    """The training seeds of --seeds N: params.yaml's 42, then 43, 44, ..."""
+    return [42 + k for k in range(count)]
+
+
+def image_sets(clone: Path, externals: dict[str, Path]) -> dict[str, pd.DataFrame]:
+    """The predictions of the experiment just run in `clone`: the test split's and each external set's."""
+    found = {"test": pd.read_csv(clone / "eval" / "predictions.csv", dtype={"image": str, "lesion": str})}
+    for name in externals:
+        path = clone / "eval" / "external" / name / "predictions.csv"
+        found[name] = pd.read_csv(path, dtype={"image": str, "lesion": str})
+    return found
+
+
+def keep_predictions(folder: Path, sets: dict[str, pd.DataFrame]) -> None:
+    """A run's predictions under `folder` as a run of the pipeline lays them out (eval/...), so
+    that `skinlesion compare FOLDER ...` reads them."""
+    for name, table in sets.items():
+        path = folder / "eval" / ("predictions.csv" if name == "test" else f"external/{name}/predictions.csv")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(path, index=False)
+
+
+def paired(predictions: dict[str, dict[int, dict[str, pd.DataFrame]]], baseline: str, resamples: int) -> dict:
+    """Per setting and image set: skinlesion compare's report of the setting's seeds against the
+    baseline's, pooled over seeds (the same lesions for both, runs drawn too)."""
+    report = {}
+    for name, by_seed in predictions.items():
+        report[name] = {}
+        for image_set in next(iter(by_seed.values())):
+            mine = [Run(f"{name}-s{seed}", sets[image_set]) for seed, sets in by_seed.items()]
+            theirs = [Run(f"{baseline}-s{seed}", sets[image_set]) for seed, sets in predictions[baseline].items()]
+            report[name][image_set] = compare(theirs, mine, resamples=resamples, seed=0)
+    return report
 
 
 def row(clone: Path, seconds: float) -> dict:
@@ -152,6 +199,46 @@ def row(clone: Path, seconds: float) -> dict:
     if "cv" in metrics:  # several folds: `test` is their ensemble's; each fold's figures and out-of-fold beside
         figures["cv"] = metrics["cv"]
     return figures
+
+
+def seeds_markdown(report: dict) -> str:
+    """The table of a run with several seeds: per setting and image set, balanced accuracy as
+    mean ± sd over seeds and, against the baseline, the pooled paired difference and interval."""
+    sets = list(next(iter(report["paired"].values())))
+    head = "| setting | " + " | ".join(f"{name}: bal. acc. | {name}: vs {report['baseline']} (95% CI)" for name in sets)
+    head += " | " + " | ".join(f"{name} recall" for name in CLASSES) + " | time per seed |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for setting, by_set in report["paired"].items():
+        cells = []
+        for name in sets:
+            shown = by_set[name]["balanced_accuracy"]
+            cells.append(f"**{shown['b']['mean']:.3f}** ± {shown['b']['sd']:.3f}")
+            if setting == report["baseline"]:
+                cells.append("")
+            else:
+                low, high = shown["ci95"]
+                mark = "**" if shown["excludes_zero"] else ""
+                cells.append(f"{mark}{shown['difference']:+.3f}{mark} ({low:+.2f} to {high:+.2f})")
+        recalls = by_set["test"]["per_class_recall"]
+        cells += [f"{recalls[name]['b']:.2f}" if name in recalls else "-" for name in CLASSES]
+        minutes = sum(r["seconds"] for r in report["rows"][setting].values()) / len(report["rows"][setting]) / 60
+        lines.append(f"| {setting} | " + " | ".join(cells) + f" | {minutes:.1f} min |")
+    budget = ", ".join(f"`{k}={v}`" for k, v in report["budget_overrides"].items())
+    seeds = ", ".join(map(str, report["seeds"]))
+    externals = "; ".join(f"{name}: `{path}`" for name, path in report["external"].items()) or "none"
+    return "\n".join(
+        [
+            MARK,
+            f"Budget `{report['budget']}` ({budget}); training seeds {seeds}; commit `{report['commit'][:10]}`; "
+            f"{report['machine']}. External sets: {externals}. Balanced accuracy: mean ± sd over the seeds; vs "
+            f"{report['baseline']}: the difference of the means with the paired 95% interval (`skinlesion compare`: "
+            "the same lesions for both, seeds drawn too), in bold where it excludes 0. Recall: the test split's, "
+            "mean over seeds.",
+            "",
+            *lines,
+            MARK,
+        ]
+    )
 
 
 def markdown(report: dict) -> str:
@@ -201,7 +288,20 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="run only these settings (by name)")
     parser.add_argument("--out", type=Path, help="JSON report (rewritten after each setting)")
     parser.add_argument("--markdown", type=Path, help="file whose real-data-table block gets the table")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per setting (42, 43, ...); 3 or more "
+                        "for the paired table against --baseline")  # fmt: skip
+    parser.add_argument("--baseline", default="recipe", help="the setting the others are compared with")
+    parser.add_argument(
+        "--external", action="append", default=[], metavar="NAME=DIR", help="an external test set (repeatable)"
+    )
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of the paired intervals")
     args = parser.parse_args()
+    externals = {}
+    for entry in args.external:
+        name, sep, folder = entry.partition("=")
+        if not sep or not (Path(folder) / "ISIC_2019_Training_GroundTruth.csv").is_file():
+            parser.error(f"--external {entry}: give NAME=DIR, DIR in data.root's layout")
+        externals[name] = Path(folder).resolve()
     data_root = args.data_root.resolve()
     if not (data_root / "ISIC_2019_Training_GroundTruth.csv").is_file():
         parser.error(f"--data-root {data_root}: no ISIC_2019_Training_GroundTruth.csv there")
@@ -221,17 +321,41 @@ def main() -> None:
         "settings": settings,
         "rows": {},
     }
+    if args.seeds > 1 and args.baseline not in settings:
+        parser.error(f"--baseline {args.baseline} is not among the settings run")
+    targets = ["evaluate", *(f"evaluate-external@{name}" for name in externals)]
+    budget |= {f"+evaluate.external.{name}": str(folder) for name, folder in externals.items()}
+    report |= {
+        "seeds": seeds_of(args.seeds),
+        "baseline": args.baseline,
+        "external": {k: str(v) for k, v in externals.items()},
+    }
+    predictions: dict[str, dict[int, dict[str, pd.DataFrame]]] = {}
     with tempfile.TemporaryDirectory(prefix="real-data-") as tmp:
         clone = Path(tmp) / "repo"
         run("git", "clone", "-q", str(REPO), str(clone), cwd=Path(tmp))
-        exp_run(clone, "prepare", budget, "prepare-split")  # decoded once; settings restore it
-        for name, overrides in settings.items():
-            seconds = exp_run(clone, name, {**budget, **overrides}, "evaluate")
-            report["rows"][name] = row(clone, seconds)
-            print(f"{name}: {report['rows'][name]}", file=sys.stderr, flush=True)
-            publish(report, args.out)
+        exp_run(clone, "prepare", budget, ["prepare-split"])  # decoded once; settings restore it
+        # seeds outermost: every setting has a first seed before any has a second
+        for seed in report["seeds"]:
+            for name, overrides in settings.items():
+                run_name = name if args.seeds == 1 else f"{name}-s{seed}"
+                seconds = exp_run(clone, run_name, {**budget, **overrides, "training.seed": str(seed)}, targets)
+                figures = row(clone, seconds)
+                report["rows"].setdefault(name, {})[seed] = figures
+                predictions.setdefault(name, {})[seed] = image_sets(clone, externals)
+                if args.out:  # every run's predictions beside the report, for skinlesion compare
+                    keep_predictions(
+                        args.out.with_name(f"{args.out.stem}_predictions") / run_name, predictions[name][seed]
+                    )
+                print(f"{run_name}: {figures}", file=sys.stderr, flush=True)
+                publish(report, args.out)
+    if args.seeds > 1:
+        report["paired"] = paired(predictions, args.baseline, args.resamples)
+        publish(report, args.out)
+    else:
+        report["rows"] = {name: by_seed[report["seeds"][0]] for name, by_seed in report["rows"].items()}
     if args.markdown:
-        write_markdown(args.markdown, markdown(report))
+        write_markdown(args.markdown, seeds_markdown(report) if args.seeds > 1 else markdown(report))
 
 
 if __name__ == "__main__":

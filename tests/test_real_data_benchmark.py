@@ -2,9 +2,12 @@
 
 import argparse
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from benchmarks.real_data import MARK, parse_setting, write_markdown
+from benchmarks.real_data import MARK, paired, parse_setting, seeds_markdown, seeds_of, write_markdown
+from skinlesion.classes import CLASSES
 
 
 def test_a_setting_is_a_name_and_overrides_whose_values_may_be_lists():
@@ -26,3 +29,35 @@ def test_the_table_replaces_only_its_block_of_the_doc(tmp_path):
     doc.write_text(f"# Title\n\nbefore\n\n{MARK}\nold table\n{MARK}\n\nafter\n")
     write_markdown(doc, f"{MARK}\nnew table\n{MARK}")
     assert doc.read_text() == f"# Title\n\nbefore\n\n{MARK}\nnew table\n{MARK}\n\nafter\n"
+
+
+def _predictions(right: float, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(400) % len(CLASSES)
+    predicted = np.where(rng.random(400) < right, labels, (labels + 1) % len(CLASSES))
+    table = pd.DataFrame({"image": [f"ISIC_{k}" for k in range(400)], "lesion": [f"L{k // 2}" for k in range(400)]})
+    table["label"] = np.asarray(CLASSES)[labels]
+    for k, name in enumerate(CLASSES):
+        table[f"p_{name}"] = np.where(predicted == k, 0.9, 0.1 / 7)
+    return table
+
+
+def test_seeds_are_compared_with_the_baseline_on_every_image_set_and_tabled():
+    predictions = {
+        setting: {
+            seed: {"test": _predictions(right, seed), "mini": _predictions(right, seed + 5)} for seed in seeds_of(3)
+        }
+        for setting, right in (("recipe", 0.4), ("better", 0.7))
+    }
+    report = paired(predictions, "recipe", resamples=200)
+    better = report["better"]["test"]["balanced_accuracy"]
+    assert better["excludes_zero"] and better["difference"] > 0.2 and len(better["b"]["runs"]) == 3
+    assert report["recipe"]["mini"]["balanced_accuracy"]["difference"] == 0
+    rows = {name: {seed: {"seconds": 60.0} for seed in seeds_of(3)} for name in predictions}
+    table = seeds_markdown(
+        {"paired": report, "baseline": "recipe", "rows": rows, "budget": "cpu", "budget_overrides": {"a": "1"}}
+        | {"seeds": seeds_of(3), "commit": "0123456789abc", "machine": "x86_64", "external": {"mini": "/m"}}
+    )
+    assert table.startswith(MARK) and table.endswith(MARK) and "training seeds 42, 43, 44" in table
+    line = next(line for line in table.splitlines() if line.startswith("| better |"))
+    assert f"**{better['difference']:+.3f}**" in line and line.endswith("| 1.0 min |")

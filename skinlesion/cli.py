@@ -217,12 +217,14 @@ def _compare(args: argparse.Namespace) -> int:
     from skinlesion.evaluation.compare_text import as_markdown, as_text
     from skinlesion.evaluation.runs import compare_sources, resolve
 
-    if bool(args.runs) == bool(args.a or args.b) or bool(args.a) != bool(args.b):
+    if args.runs and (args.a or args.b):
         raise DataError("compare: give runs A B [C ...] (each against A), or two groups --a ... --b ..., not both")
+    if bool(args.a) != bool(args.b):
+        raise DataError(f"compare: --{'b' if args.a else 'a'} is missing (a group of runs on each side)")
     if args.runs:
-        if len(args.runs) < 2:
-            raise DataError("compare: give at least two runs")
         baseline, *others = resolve(args.runs, args.repo)
+        if not others:
+            raise DataError(f"compare: {' '.join(args.runs)} names one run ({baseline.name}); give at least two")
         pairs = [([baseline], [other]) for other in others]
     else:
         pairs = [(resolve(args.a, args.repo), resolve(args.b, args.repo))]

@@ -5,7 +5,8 @@ Writes the metrics to --metrics; one row per image with its lesion, true class, 
 class and class probabilities to --predictions, which DVC draws as the confusion matrix and
 skinlesion compare reads; and one-vs-rest ROC and precision-recall curves and the reliability
 diagram's data to --curves. Of the stages, only evaluate and gradcam (which explains
-evaluate's predictions) read the test split. For an external set (--external, the folder
+evaluate's predictions) score the test split (prepare-external reads it only to leave its
+images out of an external set). For an external set (--external, the folder
 prepare-external wrote) the metrics are eval.json's `test` report, after the set's own counts:
 the images in its folder, those left out because the pipeline's data holds them
 (`overlap_excluded`, per guard) and those that could not be read.
@@ -21,8 +22,7 @@ from pathlib import Path
 from skinlesion.atomic import write_json
 from skinlesion.classes import CLASSES
 from skinlesion.config import load_params
-from skinlesion.data.arrays import read_manifest
-from skinlesion.data.external import SPLIT
+from skinlesion.data.arrays import EXTERNAL_SPLIT, read_manifest
 from skinlesion.entry import run_stage
 from skinlesion.errors import DataError
 from skinlesion.evaluation.report import EvaluateRun, score_images, write_predictions
@@ -47,7 +47,7 @@ def main() -> None:
     device = select_device(params.training.device)
     model, info = load_for_inference(args.model, device, CLASSES)
     folder = args.prepared or args.external
-    where = folder / ("test.csv" if args.prepared else f"{SPLIT}.csv")
+    where = folder / ("test.csv" if args.prepared else f"{EXTERNAL_SPLIT}.csv")
     manifest = read_manifest(where)
     if args.external:
         summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))

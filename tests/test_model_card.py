@@ -52,7 +52,7 @@ SECTIONS = [
     "Limitations",
     "How to reproduce",
 ]
-OPTIONAL = ["Cross-validation", "Subgroups", "External test sets"]
+OPTIONAL = ["Cross-validation", "Subgroups"]
 TEMPERATURE = 2.0
 BINS = 15  # params.yaml's evaluate.calibration_bins
 # 8 test images: (label, probabilities at TEMPERATURE in CLASSES order); MEL has 3
@@ -212,13 +212,12 @@ def test_limitations_are_stated_from_the_numbers():
     assert "Synthetic data" in limitations
     assert "`model.weights: none`" in limitations
     assert "(recall 0): AK." in limitations
-    assert "No external test set" in limitations
 
     many = evaluation(low=0.40, high=0.55)
     for figures in many["test"]["per_class"].values():
         figures["support"], figures["recall"] = 12, 0.5
     trusted = inputs(
-        evaluation=many | {"external": {"derm7pt": {"balanced_accuracy": 0.4}}},
+        evaluation=many,
         params=sample_params(model={"weights": "imagenet"}, data={"root": "data/isic2019"}),
         synthetic=False,
     )
@@ -256,7 +255,7 @@ def test_without_a_temperature_there_is_no_before_and_an_ensembles_cannot_be_had
     assert "ensemble of 2 fold models" in section_text(markdown, "Model") and "2, 4;" in markdown
 
 
-def test_cross_validation_subgroups_and_external_sets_are_shown_only_when_present():
+def test_cross_validation_and_subgroups_are_shown_only_when_present():
     cv = {
         "folds": {
             str(k): {"test": {"balanced_accuracy": 0.5 + k / 10, "ece": 0.1}, "epoch": k, "val_balanced_accuracy": 0.6}
@@ -280,9 +279,8 @@ def test_cross_validation_subgroups_and_external_sets_are_shown_only_when_presen
         "site": {"unknown": {"images": 13, "too_small": False} | scored | {"balanced_accuracy": 0.45}
                  | {"balanced_accuracy_ci95_high": 0.6, "below_overall": False}},
     }  # fmt: skip
-    external = {"derm7pt": {"balanced_accuracy": 0.33, "images": 20}}
     base = evaluation()
-    full = base | {"test": base["test"] | {"subgroups": subgroups}, "cv": cv, "external": external}
+    full = base | {"test": base["test"] | {"subgroups": subgroups}, "cv": cv}
     markdown = card_markdown(build_card(inputs(evaluation=full)))
     assert re.findall(r"^## (.+)$", markdown, flags=re.M) == SECTIONS[:9] + OPTIONAL + SECTIONS[9:]
     folds = section_text(markdown, "Cross-validation")
@@ -291,8 +289,7 @@ def test_cross_validation_subgroups_and_external_sets_are_shown_only_when_presen
     shown = section_text(markdown, "Subgroups")
     assert "| 30_to_60 | 10 | 0.310 | 0.200 to 0.440 | below |" in shown and "| under_30 | 3 | too small |" in shown
     assert "over_60" not in shown and "| female | 7 | 0.500 | 0.200 to 0.700 |  |" in shown
-    assert "the overall for age 30_to_60." in section_text(markdown, "Limitations")
-    assert "| derm7pt | 0.330 | 20 |" in section_text(markdown, "External test sets")
+    assert "below the overall figure for age 30_to_60 (one of several" in section_text(markdown, "Limitations")
     plain = card_markdown(build_card(inputs()))
     assert not any(f"## {title}" in plain for title in OPTIONAL)
 

@@ -1,12 +1,11 @@
 """The card's sections, each a pure function of CardInputs, and the card itself (build_card):
 what the model is and is not for, its data, training settings, results, calibration, unknown
-score, cross-validation, subgroups and external sets when eval.json has them, Grad-CAM
+score, cross-validation and subgroups when eval.json has them, Grad-CAM
 examples, limitations stated from the numbers, and how to reproduce it."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from skinlesion.card.blocks import Block, Bullets, Card, Code, Picture, Section, Table, listing, number, param_value
 from skinlesion.card.figures import before_temperature, class_indices, confusion_figure, reliability_figure, roc_figure
@@ -167,7 +166,8 @@ def results_section(inputs: CardInputs) -> Section:
         f"{number(test['balanced_accuracy_ci95_low'])} to {number(test['balanced_accuracy_ci95_high'])}, lesions "
         f"resampled) on {test['images']} images; accuracy {number(test['accuracy'])}, macro F1 "
         f"{number(test.get('macro_f1'))}, macro AUC {number(test.get('macro_auc'))}; test-time augmentation: "
-        f"{test.get('tta', 'none')}."
+        f"{test.get('tta', 'none')}. The test split comes from the same source as the training images; external "
+        "test sets (`evaluate.external`), when scored, are reported in `metrics/external/`."
     )
     rows = tuple(
         (name, *(number(figures.get(key)) for key in ("precision", "recall", "f1", "auc")), str(figures["support"]))
@@ -290,32 +290,6 @@ def subgroups_section(test: dict) -> Section:
     return Section("Subgroups", tuple(blocks))
 
 
-def tables_of(mapping: dict, caption: str = "") -> list[Block]:
-    """A nested mapping of figures as tables, whatever its shape: its scalars as a two-column
-    table; values that are all mappings of scalars as one table, a row per key; deeper values
-    walked, each under a caption naming its path."""
-    scalars = {key: value for key, value in mapping.items() if not isinstance(value, dict)}
-    nested = {key: value for key, value in mapping.items() if isinstance(value, dict)}
-    flat = bool(nested) and all(not isinstance(v, dict) for value in nested.values() for v in value.values())
-    tables: list[Block] = []
-    if scalars:
-        tables.append(Table(("", "value"), tuple((str(key), shown(value)) for key, value in scalars.items())))
-    if flat:
-        columns = list(dict.fromkeys(column for value in nested.values() for column in value))
-        rows = tuple((str(key), *(shown(value.get(column)) for column in columns)) for key, value in nested.items())
-        tables.append(Table(("", *map(str, columns)), rows))
-    blocks = ([caption] if caption and tables else []) + tables
-    if not flat:
-        for key, value in nested.items():
-            blocks += tables_of(value, f"{caption} / {key}" if caption else str(key))
-    return blocks
-
-
-def shown(value: Any) -> str:
-    """A value of an unknown table: numbers as number() prints them, the rest as text."""
-    return number(value) if isinstance(value, float | int) and not isinstance(value, bool) else str(value)
-
-
 def gradcam_section(inputs: CardInputs) -> Section:
     """The first Grad-CAM overlays, as pictures."""
     if not inputs.gradcam:
@@ -365,12 +339,14 @@ def limitations(inputs: CardInputs) -> list[str]:
         if entry.get("below_overall")
     ]
     if below:
-        found.append(f"Worse for some patients: the 95% interval lies wholly below the overall for {', '.join(below)}.")
+        found.append(
+            f"Possibly worse for some patients: the 95% interval lies wholly below the overall figure for "
+            f"{', '.join(below)} (one of several groups checked, and a group's class mix differs from the whole's: "
+            "a lead to check on more images)."
+        )
     missed = [name for name, f in test["per_class"].items() if f["support"] and f["recall"] == 0]
     if missed:
         found.append(f"Never recognised on the test split (recall 0): {', '.join(missed)}.")
-    if "external" not in inputs.evaluation:
-        found.append("No external test set: the test split comes from the same source as the training images.")
     return found
 
 
@@ -380,8 +356,7 @@ def limitations_section(inputs: CardInputs) -> Section:
     if not found:
         checked = (
             f"synthetic data, no pretrained weights, classes with fewer than {FEW_TEST_IMAGES} test images, a 95% "
-            f"interval wider than {WIDE_INTERVAL}, subgroups below the overall figure, classes never recognised, no "
-            "external test set"
+            f"interval wider than {WIDE_INTERVAL}, subgroups below the overall figure, classes never recognised"
         )
         return Section("Limitations", (f"The numbers show none of those this card checks for ({checked}).",))
     return Section("Limitations", (Bullets(tuple(found)),))
@@ -408,8 +383,8 @@ def reproduce_section(inputs: CardInputs) -> Section:
 
 
 def build_card(inputs: CardInputs) -> Card:
-    """The card's sections, in reading order; cross-validation, subgroups and external test
-    sets only where eval.json has them."""
+    """The card's sections, in reading order; cross-validation and subgroups only where eval.json
+    has them."""
     evaluation = inputs.evaluation
     sections = [
         intended_use_section(inputs),
@@ -426,8 +401,6 @@ def build_card(inputs: CardInputs) -> Card:
         sections.append(cv_section(evaluation["cv"]))
     if "subgroups" in evaluation["test"]:
         sections.append(subgroups_section(evaluation["test"]))
-    if "external" in evaluation:
-        sections.append(Section("External test sets", tuple(tables_of(evaluation["external"]))))
     sections += [
         gradcam_section(inputs),
         limitations_section(inputs),

@@ -24,6 +24,8 @@ from skinlesion.data.metadata import FIELDS
 from skinlesion.errors import DataError
 
 MANIFEST_COLUMNS = ("image", "label", "lesion_id", "split", "row")
+# the split of an external test set's manifest, and its array's name: external.npy (skinlesion.data.external)
+EXTERNAL_SPLIT = "external"
 
 
 class ImageWriter:

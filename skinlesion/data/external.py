@@ -4,8 +4,10 @@ pipeline's own data already holds.
 
 The leakage guard leaves out an external image that is also a training, validation or test
 image by any of three signs, each counted on its own (one image may show several): the same
-ISIC id, the same lesion id (another image of a lesion the model was trained or tested on),
-or the same pixels after decoding (a copy under another name).
+ISIC id (with ISIC's `_downsampled` suffix ignored on both sides), the same lesion id
+(another image of a lesion the model was trained or tested on), or the same pixels after
+decoding (an exact copy under another name; a copy re-encoded, resized or cropped differs in
+its pixels and is not caught).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from skinlesion.data.arrays import ImageWriter, copy_rows, open_images, read_manifest, write_manifest
+from skinlesion.data.arrays import EXTERNAL_SPLIT, ImageWriter, copy_rows, open_images, read_manifest, write_manifest
 from skinlesion.data.images import load_image
 from skinlesion.data.isic import ImageSource, read_labels
 from skinlesion.data.metadata import FIELDS
@@ -27,7 +29,7 @@ from skinlesion.data.prepare import PrepareParams, decode_all
 from skinlesion.data.split import SPLITS
 from skinlesion.errors import DataError
 
-SPLIT = "external"  # the manifest's split, and the array's name: external.npy
+SPLIT = EXTERNAL_SPLIT
 GUARDS = ("isic_id", "lesion_id", "pixels")
 OUTPUT_FILES = ["external.npy", "external.csv", "excluded.csv", "summary.json"]
 
@@ -35,6 +37,11 @@ OUTPUT_FILES = ["external.npy", "external.csv", "excluded.csv", "summary.json"]
 def pixel_digest(pixels: np.ndarray) -> str:
     """A digest of a decoded image's pixels: equal for equal arrays."""
     return hashlib.sha1(np.ascontiguousarray(pixels).tobytes()).hexdigest()
+
+
+def isic_id(image: str) -> str:
+    """An image's ISIC id: its name without ISIC's `_downsampled` suffix."""
+    return image.removesuffix("_downsampled")
 
 
 def prepared_images(prepared: Path) -> tuple[pd.DataFrame, set[str]]:
@@ -53,9 +60,10 @@ def leaks(
 ) -> pd.DataFrame:
     """Per external image (rows of `labels`), which GUARDS catch it: one boolean column each."""
     lesions = set(known.loc[known["lesion_id"] != "", "lesion_id"])
+    known_ids = set(known["image"].map(isic_id))
     return pd.DataFrame(
         {
-            "isic_id": labels["image"].isin(set(known["image"])).to_numpy(),
+            "isic_id": labels["image"].map(isic_id).isin(known_ids).to_numpy(),
             "lesion_id": ((labels["lesion_id"] != "") & labels["lesion_id"].isin(lesions)).to_numpy(),
             "pixels": np.array([digest in known_digests for digest in digests]),
         }
@@ -92,7 +100,8 @@ def prepare_external(root: Path, prepared: Path, params: PrepareParams, out: Pat
             digests.append(pixel_digest(pixels))
     known, known_digests = prepared_images(prepared)
     readable = np.array([digest is not None for digest in digests])
-    caught = leaks(labels, digests, known, known_digests) & readable[:, None]  # a skipped image is counted there
+    # an unreadable image is counted under skipped, not under the guards
+    caught = leaks(labels, digests, known, known_digests) & readable[:, None]
     left_out = caught.any(axis=1).to_numpy()
     kept = np.flatnonzero(readable & ~left_out)
     copy_rows(open_images(every), kept, out / f"{SPLIT}.npy")

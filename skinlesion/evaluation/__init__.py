@@ -1,1 +1,1 @@
-"""Evaluation and explanation: metrics, the test report, Grad-CAM."""
+"""Evaluation and explanation: metrics, the test report, subgroups, comparisons of runs, Grad-CAM."""

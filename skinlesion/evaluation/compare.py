@@ -6,7 +6,10 @@ of test images and of seeds moves by itself. So every figure of B - A comes with
 bootstrap interval: each resample draws whole lesions with replacement, the same lesions for
 both sides (metrics.lesion_resamples), and, for a side of several runs, also draws its runs
 with replacement, so that the interval holds the seeds' spread as well. For one run a side,
-McNemar's exact test asks the same of the images that exactly one of the two gets right.
+McNemar's exact test adds a check of plain accuracy: of the images exactly one of the two gets
+right, is the split between them too uneven for chance? It takes images as independent, so on
+a test set with several images per lesion its p-value is somewhat too small; the interval is
+the finding.
 Only predictions are read (evaluate's eval/predictions.csv: image, lesion, label, p_<class>),
 so any two runs compare without their models.
 """
@@ -42,8 +45,8 @@ class Paired:
     """Runs of two sides on the same images, in one order: labels (N,), lesion groups (N,),
     and each side's probabilities, (runs, N, C)."""
 
+    lesion_ids: bool  # False: no run named lesions, and images are resampled one by one
     classes: list[str]
-    images: np.ndarray
     y_true: np.ndarray
     groups: np.ndarray
     a: np.ndarray
@@ -81,11 +84,12 @@ def pair(a: list[Run], b: list[Run]) -> Paired:
     unknown = sorted(set(labels) - set(index))
     if unknown:
         raise DataError(f"{first.name}: labels {unknown} are none of the predicted classes {classes}")
+    groups = _groups(runs, images)
     return Paired(
+        lesion_ids=groups is not None,
         classes=classes,
-        images=images,
         y_true=labels.map(index).to_numpy(),
-        groups=_groups(runs, images),
+        groups=images.astype(str) if groups is None else groups,
         a=np.stack([_probabilities(run, images, classes) for run in a]),
         b=np.stack([_probabilities(run, images, classes) for run in b]),
     )
@@ -108,12 +112,13 @@ def _some(names, shown: int = 5) -> str:
     return ", ".join(map(str, names[:shown])) + (", ..." if len(names) > shown else "")
 
 
-def _groups(runs: list[Run], images: np.ndarray) -> np.ndarray:
-    """Each image's lesion, from the first run that names lesions; else each image its own."""
+def _groups(runs: list[Run], images: np.ndarray) -> np.ndarray | None:
+    """Each image's lesion, from the first run that names lesions (evaluate writes them); None
+    for predictions written before it did."""
     for run in runs:
         if "lesion" in run.table.columns:
             return run.table.set_index("image")["lesion"].reindex(images).astype(str).to_numpy()
-    return images.astype(str)
+    return None
 
 
 def _probabilities(run: Run, images: np.ndarray, classes: list[str]) -> np.ndarray:
@@ -132,14 +137,17 @@ def _recalls(y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     return np.divide(right, support, out=np.full(len(support), np.nan), where=support > 0)
 
 
-def _side(runs: np.ndarray, y_true: np.ndarray, measure) -> dict:
+def _side(runs: np.ndarray, y_true: np.ndarray, measure) -> tuple[dict, float | None]:
+    """A side's figure per run, its mean and sd (rounded for the report), and the exact mean."""
     values = [measure(y_true, probabilities) for probabilities in runs]
     defined = [value for value in values if value is not None]
-    return {
+    mean = float(np.mean(defined)) if defined else None
+    shown = {
         "runs": [None if value is None else round(value, 4) for value in values],
-        "mean": round(float(np.mean(defined)), 4) if defined else None,
+        "mean": None if mean is None else round(mean, 4),
         "sd": round(float(np.std(defined, ddof=1)), 4) if len(defined) > 1 else None,
     }
+    return shown, mean
 
 
 def mcnemar(y_true: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict:
@@ -157,10 +165,10 @@ def compare(a: list[Run], b: list[Run], *, resamples: int = 2000, seed: int = 0)
     per-class recall differences, and for one run a side McNemar's exact test."""
     paired = pair(a, b)
     y_true = paired.y_true
-    measures = {"balanced_accuracy": _balanced, "macro_auc": lambda y, p: macro_auc(y, p)}
+    measures = {"balanced_accuracy": _balanced, "macro_auc": macro_auc}
     report = {
         "images": len(y_true),
-        "lesions": len(np.unique(paired.groups)),
+        "lesions": len(np.unique(paired.groups)) if paired.lesion_ids else None,
         "a": [run.name for run in a],
         "b": [run.name for run in b],
         "resamples": resamples,
@@ -168,12 +176,13 @@ def compare(a: list[Run], b: list[Run], *, resamples: int = 2000, seed: int = 0)
     }
     draws = _differences(paired, measures, resamples, seed)
     for name, measure in measures.items():
-        side_a, side_b = _side(paired.a, y_true, measure), _side(paired.b, y_true, measure)
+        (side_a, mean_a), (side_b, mean_b) = _side(paired.a, y_true, measure), _side(paired.b, y_true, measure)
         entry = {"a": side_a, "b": side_b, "difference": None, "ci95": None, "excludes_zero": None}
-        if side_a["mean"] is not None and side_b["mean"] is not None:
-            low, high = percentile_interval(draws[name][~np.isnan(draws[name])], LEVEL)
+        defined = draws[name][~np.isnan(draws[name])]
+        if mean_a is not None and mean_b is not None and len(defined):
+            low, high = percentile_interval(defined, LEVEL)
             entry |= {
-                "difference": round(side_b["mean"] - side_a["mean"], 4),
+                "difference": round(mean_b - mean_a, 4),
                 "ci95": [round(low, 4), round(high, 4)],
                 "excludes_zero": bool(low > 0 or high < 0),
             }

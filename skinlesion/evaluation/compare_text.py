@@ -41,10 +41,8 @@ HEADER = ["", "A", "B", "B - A", "95% interval (paired)", "shows"]
 
 
 def _heading(name: str, report: dict) -> str:
-    return (
-        f"{name}: {report['images']} images of {report['lesions']} lesions; "
-        f"A = {', '.join(report['a'])}; B = {', '.join(report['b'])}"
-    )
+    lesions = f"of {report['lesions']} lesions" if report["lesions"] else "(no lesion ids: resampled image by image)"
+    return f"{name}: {report['images']} images {lesions}; A = {', '.join(report['a'])}; B = {', '.join(report['b'])}"
 
 
 def _mcnemar(report: dict) -> str | None:

@@ -33,13 +33,15 @@ def _git(repo: Path, *args: str) -> str | None:
 
 
 def experiments(repo: Path) -> dict[str, str]:
-    """DVC's experiments in `repo`, by name: their commits (refs/exps/.../<name>)."""
+    """DVC's experiments in `repo`, by name: their commits (refs/exps/.../<name>). A name that
+    experiments of several baselines share maps to "" (ambiguous: name it by its commit)."""
     listed = _git(repo, "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps") or ""
-    found = {}
+    found: dict[str, str] = {}
     for line in listed.splitlines():
         commit, ref = line.split(" ", 1)
         if ref.count("/") >= 4:  # refs/exps/ab/cdef.../name; not refs/exps/celery/... or exec
-            found[ref.rsplit("/", 1)[1]] = commit
+            name = ref.rsplit("/", 1)[1]
+            found[name] = commit if found.get(name, commit) == commit else ""
     return found
 
 
@@ -81,6 +83,10 @@ def resolve(names: list[str], repo: Path) -> list[Source]:
             sources += [_source(match, repo, known) for match in matched]
         else:
             sources.append(_source(name, repo, known))
+    names = [source.name for source in sources]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise DataError(f"{', '.join(twice)}: named twice on one side (a run counts once)")
     return sources
 
 
@@ -96,6 +102,8 @@ def _source(name: str, repo: Path, known: dict[str, str]) -> Source:
             return [str(path.relative_to(folder)) for path in (folder / under).rglob("*") if path.is_file()]
 
         return Source(name, read, files)
+    if known.get(name) == "":
+        raise DataError(f"{name}: experiments of several baselines have this name; give the commit instead")
     commit = known.get(name) or (_git(repo, "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}") or "").strip()
     if not commit:
         raise DataError(

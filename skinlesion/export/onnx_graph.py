@@ -80,8 +80,11 @@ def export_onnx(model_path: Path, out: Path) -> float:
     import_onnxruntime("skinlesion export --format onnx")
     try:
         import onnx
+        import onnxscript  # noqa: F401 -- torch.onnx's exporter writes the graph with it
     except ImportError as error:
-        raise MissingExtraError(f'skinlesion export needs onnx ({error}): pip install -e ".[onnx]"') from None
+        raise MissingExtraError(
+            f'skinlesion export needs onnx and onnxscript ({error}): pip install -e ".[onnx]"'
+        ) from None
     model, info = load_checkpoint(model_path)
     graph = Probabilities(model, info.temperature).eval()
     traced = _inputs(info, batch=2, seed=0)

@@ -77,6 +77,8 @@ class OnnxClassifier:
             raise
         except Exception as error:  # onnxruntime's own errors: not an ONNX file, a broken graph
             raise DataError(f"{path}: not a loadable ONNX model ({error})") from None
+        if device == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
+            raise DeviceError(f"--device is cuda, but ONNX Runtime could not start its CUDA provider for {path}")
         stored = self.session.get_modelmeta().custom_metadata_map.get(INFO_KEY)
         if stored is None:
             raise DataError(f"{path}: an ONNX model, but not one that skinlesion export wrote (no {INFO_KEY})")
@@ -87,7 +89,7 @@ class OnnxClassifier:
 
     def __call__(self, images: list[np.ndarray], names: list[str], metadata: np.ndarray | None) -> np.ndarray:
         """predict.Classifier's call."""
-        batch = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+        batch = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 255)  # as ToDtype
         batch = (batch - self.mean) / self.std
         feeds = {} if metadata is None else {INPUTS[1]: metadata.astype(np.float32)}
         views = tta_views(batch, self.tta)

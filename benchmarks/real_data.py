@@ -206,13 +206,14 @@ def seeds_markdown(report: dict) -> str:
     mean ± sd over seeds and, against the baseline, the pooled paired difference and interval."""
     sets = list(next(iter(report["paired"].values())))
     head = "| setting | " + " | ".join(f"{name}: bal. acc. | {name}: vs {report['baseline']} (95% CI)" for name in sets)
-    head += " | " + " | ".join(f"{name} recall" for name in CLASSES) + " | time per seed |"
+    head += " | " + " | ".join(f"{name} recall" for name in CLASSES) + " | seeds | time per seed |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for setting, by_set in report["paired"].items():
         cells = []
         for name in sets:
             shown = by_set[name]["balanced_accuracy"]
-            cells.append(f"**{shown['b']['mean']:.3f}** ± {shown['b']['sd']:.3f}")
+            spread = "" if shown["b"]["sd"] is None else f" ± {shown['b']['sd']:.3f}"
+            cells.append(f"**{shown['b']['mean']:.3f}**{spread}")
             if setting == report["baseline"]:
                 cells.append("")
             else:
@@ -222,7 +223,8 @@ def seeds_markdown(report: dict) -> str:
         recalls = by_set["test"]["per_class_recall"]
         cells += [f"{recalls[name]['b']:.2f}" if name in recalls else "-" for name in CLASSES]
         minutes = sum(r["seconds"] for r in report["rows"][setting].values()) / len(report["rows"][setting]) / 60
-        lines.append(f"| {setting} | " + " | ".join(cells) + f" | {minutes:.1f} min |")
+        seeds = len(report["rows"][setting])
+        lines.append(f"| {setting} | " + " | ".join(cells) + f" | {seeds} | {minutes:.1f} min |")
     budget = ", ".join(f"`{k}={v}`" for k, v in report["budget_overrides"].items())
     seeds = ", ".join(map(str, report["seeds"]))
     externals = "; ".join(f"{name}: `{path}`" for name, path in report["external"].items()) or "none"

@@ -287,7 +287,7 @@ def parser() -> argparse.ArgumentParser:
         help='write a model as ONNX, to run without this pipeline or torch (needs: pip install -e ".[onnx]")',
         description="One graph with a dynamic batch size, from normalised images (and encoded metadata) to class "
         "probabilities with the model's temperature; a fold ensemble's members averaged in it. The preprocessing "
-        "it expects is in the file's metadata (docs/using-the-model.md). Checked against torch before it is written.",
+        "it expects is in the file's metadata (docs/predict.md). Checked against torch before it is written.",
     )
     export.add_argument("--format", choices=["onnx"], default="onnx", help="the export format")
     export.add_argument("--model", type=Path, default=Path("models/model.pt"), help="the model file to export")

@@ -8,7 +8,9 @@ evaluate's predictions are kept in git (cache: false in dvc.yaml), so no DVC cac
 from __future__ import annotations
 
 import fnmatch
+import functools
 import io
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -51,10 +53,15 @@ class Source:
     def __init__(self, name: str, read: Callable[[str], str | None], files: Callable[[str], list[str]]):
         self.name, self._read, self._files = name, read, files
 
+    @functools.cached_property
     def sets(self) -> list[str]:
-        """The image sets it has predictions for: the test split, then external sets by name."""
-        found = [TEST] if self._read(PREDICTIONS[TEST]) is not None else []
-        external = sorted({path.split("/")[2] for path in self._files(EXTERNAL) if path.endswith("/predictions.csv")})
+        """The image sets it has predictions for: the test split, then external sets by name
+        (from one listing of its eval/, not by reading the files)."""
+        listed = set(self._files("eval"))
+        found = [TEST] if PREDICTIONS[TEST] in listed else []
+        external = sorted(
+            path.split("/")[2] for path in listed if re.fullmatch(rf"{EXTERNAL}/[^/]+/predictions.csv", path)
+        )
         return found + external
 
     def run(self, image_set: str) -> Run:
@@ -120,9 +127,9 @@ def _source(name: str, repo: Path, known: dict[str, str]) -> Source:
 def compare_sources(a: list[Source], b: list[Source], *, resamples: int, seed: int) -> dict[str, dict]:
     """compare.compare of B against A on every image set that all of them were scored on (the
     test split first), by set name; a DataError when they share none."""
-    common = [name for name in a[0].sets() if all(name in source.sets() for source in a + b)]
+    common = [name for name in a[0].sets if all(name in source.sets for source in a + b)]
     if not common:
-        listed = "; ".join(f"{source.name}: {source.sets() or 'none'}" for source in a + b)
+        listed = "; ".join(f"{source.name}: {source.sets or 'none'}" for source in a + b)
         raise DataError(f"no image set with predictions in every run ({listed})")
     return {
         name: compare(

@@ -8,6 +8,7 @@ from skinlesion.evaluation.metrics import (
     classification_report,
     expected_calibration_error,
     one_vs_rest_curves,
+    recalls,
     reliability,
 )
 
@@ -35,6 +36,9 @@ def test_metrics_agree_with_scikit_learn(seed, absent):
     )
     matrix = sk.confusion_matrix(y_true, y_pred, labels=labels)
     precision, recall, f1, support = sk.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    own = recalls(y_true, y_pred, 8)  # the recall compare and subgroups use: NaN for an absent class
+    present = support > 0
+    assert list(np.isnan(own)) == list(~present) and own[present] == pytest.approx(recall[present])
     for k, name in enumerate(CLASSES):
         entry = report["per_class"][name]
         assert (entry["precision"], entry["recall"], entry["f1"], entry["support"]) == pytest.approx(

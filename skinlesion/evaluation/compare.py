@@ -23,7 +23,13 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from skinlesion.errors import DataError
-from skinlesion.evaluation.metrics import balanced_accuracy, lesion_resamples, macro_auc, percentile_interval
+from skinlesion.evaluation.metrics import (
+    balanced_accuracy,
+    lesion_resamples,
+    macro_auc,
+    percentile_interval,
+    recalls,
+)
 
 LEVEL = 0.95
 
@@ -130,13 +136,6 @@ def _balanced(y_true: np.ndarray, probabilities: np.ndarray) -> float:
     return balanced_accuracy(y_true, probabilities.argmax(axis=1), probabilities.shape[1])
 
 
-def _recalls(y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    predicted = probabilities.argmax(axis=1)
-    support = np.bincount(y_true, minlength=probabilities.shape[1])
-    right = np.bincount(y_true[predicted == y_true], minlength=probabilities.shape[1])
-    return np.divide(right, support, out=np.full(len(support), np.nan), where=support > 0)
-
-
 def _side(runs: np.ndarray, y_true: np.ndarray, measure) -> tuple[dict, float | None]:
     """A side's figure per run, its mean and sd (rounded for the report), and the exact mean."""
     values = [measure(y_true, probabilities) for probabilities in runs]
@@ -187,9 +186,10 @@ def compare(a: list[Run], b: list[Run], *, resamples: int = 2000, seed: int = 0)
                 "excludes_zero": bool(low > 0 or high < 0),
             }
         report[name] = entry
-    recall_a = np.nanmean([_recalls(y_true, p) for p in paired.a], axis=0)
-    recall_b = np.nanmean([_recalls(y_true, p) for p in paired.b], axis=0)
-    support = np.bincount(y_true, minlength=len(paired.classes))
+    classes = len(paired.classes)
+    recall_a = np.nanmean([recalls(y_true, p.argmax(axis=1), classes) for p in paired.a], axis=0)
+    recall_b = np.nanmean([recalls(y_true, p.argmax(axis=1), classes) for p in paired.b], axis=0)
+    support = np.bincount(y_true, minlength=classes)
     report["per_class_recall"] = {
         name: {
             "images": int(support[k]),

@@ -30,11 +30,17 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
 
 
-def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
-    """Mean recall over the classes that occur in `y_true`."""
+def recalls(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Recall of each class, NaN for a class that does not occur in `y_true`."""
     matrix = confusion(y_true, y_pred, num_classes)
     support = matrix.sum(axis=1)
-    return float((np.diag(matrix)[support > 0] / support[support > 0]).mean())
+    return np.divide(np.diag(matrix), support, out=np.full(num_classes, np.nan), where=support > 0)
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
+    """Mean recall over the classes that occur in `y_true`."""
+    values = recalls(y_true, y_pred, num_classes)
+    return float(values[~np.isnan(values)].mean())
 
 
 def classification_report(

@@ -16,7 +16,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from skinlesion.evaluation.metrics import balanced_accuracy, bootstrap_interval
+from skinlesion.evaluation.metrics import balanced_accuracy, bootstrap_interval, recalls
 
 UNKNOWN = "unknown"
 AGE_BANDS = ("under_30", "30_to_60", "over_60", UNKNOWN)
@@ -86,14 +86,13 @@ def subgroup_report(
                 low, high = bootstrap_interval(
                     truth, predicted, lesions[rows], len(classes), resamples=resamples, seed=seed
                 )
-                support = np.bincount(truth, minlength=len(classes))
-                right = np.bincount(truth[predicted == truth], minlength=len(classes))
+                recall = recalls(truth, predicted, len(classes))
                 entry |= {
                     "balanced_accuracy": score,
                     "balanced_accuracy_ci95_low": low,
                     "balanced_accuracy_ci95_high": high,
                     "below_overall": bool(high < overall),
-                    "recall": {name: float(right[k] / support[k]) for k, name in enumerate(classes) if support[k]},
+                    "recall": {name: float(recall[k]) for k, name in enumerate(classes) if not np.isnan(recall[k])},
                 }
             report[attribute][group] = entry
     return report

@@ -2,7 +2,8 @@
 
 Writes --markdown and --html: what the model is and is not for, its data, the training params
 that differ from the recipe (--recipe), the test figures, curves and Grad-CAM panels, the
-limitations the numbers show, and how to reproduce it. The HTML opens from a file, offline.
+figures on each external test set of evaluate.external (--external: evaluate-external's reports),
+the limitations the numbers show, and how to reproduce it. The HTML opens from a file, offline.
 --lock (dvc.lock) gives the data version as DVC hashed it; it is read, not a dependency.
 """
 
@@ -19,6 +20,7 @@ from skinlesion.card.inputs import (
     data_version,
     read_curves,
     read_evaluation,
+    read_external,
     read_gradcam,
     read_json,
     read_predictions,
@@ -43,6 +45,9 @@ def main() -> None:
     parser.add_argument("--predictions", type=Path, required=True, help="evaluate's per-image predictions")
     parser.add_argument("--curves", type=Path, required=True, help="evaluate's curves folder")
     parser.add_argument("--gradcam", type=Path, required=True, help="the gradcam stage's folder of overlays")
+    parser.add_argument(
+        "--external", type=Path, required=True, help="evaluate-external's folder of reports, one per external set"
+    )
     parser.add_argument("--recipe", type=Path, required=True, help="the profile of the full-scale recipe")
     parser.add_argument("--sample", type=Path, required=True, help="where make-sample writes the synthetic sample")
     parser.add_argument("--lock", type=Path, required=True, help="dvc.lock (its absence is no error)")
@@ -66,6 +71,7 @@ def main() -> None:
         predictions=read_predictions(args.predictions, list(model.classes)),
         curves=read_curves(args.curves, list(model.classes)),
         gradcam=read_gradcam(args.gradcam),
+        external=read_external(args.external, list(params.evaluate.external)),
     )
     card = build_card(inputs)
     with atomic_file(args.markdown) as tmp:

@@ -215,7 +215,9 @@ def copy_built(built: Path, target: Path, *, untrained: bool = False) -> Path:
 
 
 def copy_repo(root: Path, overrides: dict) -> Path:
-    """A git+DVC copy of the project's tracked and untracked-but-not-ignored files."""
+    """A git+DVC copy of the project's tracked and untracked-but-not-ignored files, less the
+    pipeline's outputs kept in git (metrics, plots, dvc.lock) but with the READMEs among them
+    (metrics/external's keeps the folder the model card depends on)."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
@@ -226,7 +228,7 @@ def copy_repo(root: Path, overrides: dict) -> Path:
     for name in files:
         if (
             (REPO / name).is_file()
-            and not name.startswith(("metrics/", "plots/", "dvclive/", "eval/"))
+            and (not name.startswith(("metrics/", "plots/", "dvclive/", "eval/")) or name.endswith("/README.md"))
             and name != "dvc.lock"
         ):
             (root / name).parent.mkdir(parents=True, exist_ok=True)

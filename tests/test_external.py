@@ -156,6 +156,8 @@ def test_an_external_set_as_an_experiment_scores_only_it_and_compare_reads_it(bu
     report = json.loads((repo / "metrics" / "external" / "mini.json").read_text())
     assert report["images_in_folder"] == 70 and report["images"] + report["overlap_excluded"]["total"] == 70
     assert "eval/external/mini/predictions.csv" in run_dvc("plots", "show", "--json", cwd=repo)
+    left_out = report["overlap_excluded"]["total"]
+    assert f"| mini | {report['images']} | {left_out} of 70 |" in (repo / "models" / "model_card.md").read_text()
     result = run_cli("compare", "with-mini", ".", "--resamples", "50", "--json", cwd=repo)
     assert result.returncode == 0, result.stderr
     assert list(json.loads(result.stdout)[0]["sets"]) == ["test", "mini"]

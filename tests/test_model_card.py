@@ -27,6 +27,7 @@ from skinlesion.card.inputs import (
     data_version,
     read_curves,
     read_evaluation,
+    read_external,
     read_predictions,
     read_yaml,
     recipe_params,
@@ -157,6 +158,7 @@ def inputs(**changes) -> CardInputs:
             ),
         ),
         gradcam={"MEL_correct_ISIC_0000000.png": png(), "NV_wrong_ISIC_0000004.png": png(16, 8)},
+        external={},
     )
     return CardInputs(**(values | changes))
 
@@ -294,6 +296,44 @@ def test_cross_validation_and_subgroups_are_shown_only_when_present():
     assert not any(f"## {title}" in plain for title in OPTIONAL)
 
 
+def external_report(low: float, high: float) -> dict:
+    """evaluate-external's report of a set of 40 images, 6 left out: eval.json's `test` figures
+    with its interval at `low` to `high`."""
+    test = evaluation()["test"]
+    per_class = {name: figures | {"recall": 0.25, "support": 5} for name, figures in test["per_class"].items()}
+    per_class["DF"] = per_class["DF"] | {"support": 0}
+    left_out = {"isic_id": 1, "lesion_id": 5, "pixels": 0, "total": 6}
+    return (
+        {"images_in_folder": 46, "overlap_excluded": left_out, "skipped": 0}
+        | test
+        | {
+            "balanced_accuracy": (low + high) / 2,
+            "balanced_accuracy_ci95_low": low,
+            "balanced_accuracy_ci95_high": high,
+            "images": 40,
+            "per_class": per_class,
+        }
+    )
+
+
+def test_external_sets_are_shown_beside_the_test_split_only_when_named():
+    external = {"clinic": external_report(0.10, 0.30), "atlas": external_report(0.35, 0.55)}
+    markdown = card_markdown(build_card(inputs(external=external)))
+    assert re.findall(r"^## (.+)$", markdown, flags=re.M) == [*SECTIONS[:5], "External test sets", *SECTIONS[5:]]
+    shown = section_text(markdown, "External test sets")
+    assert "| test split | 8 |  |  | 0.450 | 0.300 to 0.600 | 0.625 | 0.800 | 0.123 |" in shown
+    assert "| clinic | 40 | 6 of 46 | 0 | 0.200 | 0.100 to 0.300 | 0.625 |" in shown
+    assert "| class | test split | clinic | atlas |" in shown
+    assert "| MEL | 0.500 (3) | 0.250 (5) | 0.250 (5) |" in shown and "| DF | n/a (0) | n/a (0) | n/a (0) |" in shown
+    assert "section External test sets gives" in section_text(markdown, "Results")
+    # only the set whose whole interval lies below the test split's 0.450 is a limitation
+    limitations = section_text(markdown, "Limitations")
+    assert "Worse on images from elsewhere" in limitations and "clinic (0.200, interval 0.100 to 0.300)" in limitations
+    assert "atlas" not in limitations
+    plain = card_markdown(build_card(inputs()))
+    assert "## External test sets" not in plain and "no external test set is named" in plain
+
+
 def test_the_data_version_is_dvcs_hash_of_the_data_root_in_dvc_lock():
     lock = {"stages": {"prepare-split": {"deps": [{"path": "skinlesion/x.py", "md5": "1"}, {"path": "d", "md5": "2"}]}}}
     assert data_version(lock, "d") == "2"
@@ -312,6 +352,11 @@ def test_bad_input_names_the_file(tmp_path):
         read_evaluation(metrics)
     with pytest.raises(DataError, match=r"reliability\.csv: not found \(run dvc repro: evaluate writes it\)"):
         read_curves(tmp_path, list(CLASSES))
+    with pytest.raises(DataError, match=r"clinic\.json: not found \(run dvc repro: evaluate-external@clinic writes"):
+        read_external(tmp_path, ["clinic"])
+    (tmp_path / "clinic.json").write_text(json.dumps(evaluation()["test"]))
+    with pytest.raises(DataError, match=r"clinic\.json: missing \['images_in_folder', 'overlap_excluded', 'skipped'\]"):
+        read_external(tmp_path, ["clinic"])
     with pytest.raises(DataError, match=r"recipe\.yaml: training: \['epoch'\] not keys of params\.yaml"):
         recipe_params(sample_params(), {"training": {"epoch": 50}}, "recipe.yaml")
     with pytest.raises(DataError, match=r"recipe\.yaml: params: training\.epochs"):
@@ -411,8 +456,14 @@ def test_the_html_renders_offline_in_headless_chromium(tmp_path):
 
 
 def test_the_stage_writes_both_files(tmp_path):
-    """stages/model_card.py on literal inputs in a folder outside git."""
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    """stages/model_card.py on literal inputs in a folder outside git, with one external set named
+    and the report of another no longer named left behind."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["evaluate"]["external"] = {"clinic": "/data/clinic"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "external").mkdir()
+    (tmp_path / "external" / "clinic.json").write_text(json.dumps(external_report(0.5, 0.7)))
+    (tmp_path / "external" / "retired.json").write_text(json.dumps(external_report(0.1, 0.2)))
     (tmp_path / "profiles").mkdir()
     shutil.copy(REPO / "profiles" / "isic2019.yaml", tmp_path / "profiles" / "isic2019.yaml")
     torch.save(stored_model(), tmp_path / "model.pt")
@@ -428,13 +479,14 @@ def test_the_stage_writes_both_files(tmp_path):
     (tmp_path / "gradcam" / "MEL_correct_ISIC_0000000.png").write_bytes(png())
     args = [
         *("--model", "model.pt", "--metrics", "eval.json", "--data-metrics", "data.json"),
-        *("--predictions", "predictions.csv", "--curves", "curves", "--gradcam", "gradcam"),
+        *("--predictions", "predictions.csv", "--curves", "curves", "--gradcam", "gradcam", "--external", "external"),
         *("--recipe", "profiles/isic2019.yaml", "--sample", "data/sample", "--lock", "dvc.lock"),
         *("--markdown", "card/model_card.md", "--html", "card/model_card.html"),
     ]
     result = run_module("stages.model_card", *args, cwd=tmp_path, env={"GIT_CEILING_DIRECTORIES": str(tmp_path.parent)})
     assert result.returncode == 0, result.stderr
     markdown = (tmp_path / "card" / "model_card.md").read_text()
-    assert re.findall(r"^## (.+)$", markdown, flags=re.M) == SECTIONS
+    assert re.findall(r"^## (.+)$", markdown, flags=re.M) == [*SECTIONS[:5], "External test sets", *SECTIONS[5:]]
+    assert "| clinic | 40 |" in markdown and "retired" not in markdown
     assert "not recorded (no prepare-split entry in dvc.lock)" in markdown
     assert len(image_sources((tmp_path / "card" / "model_card.html").read_text())) == 3 + 1

@@ -1,7 +1,8 @@
 """What the model card is built from, read from the pipeline's files: the model file's
-description, eval.json, data.json, the test predictions and curves, the Grad-CAM overlays,
-params.yaml and the recipe's profile (CardInputs). Each reader names the file in a DataError
-when it is missing or malformed. The model-card stage's params view is defined here."""
+description, eval.json, data.json, the test predictions and curves, the Grad-CAM overlays, the
+reports of the external test sets, params.yaml and the recipe's profile (CardInputs). Each
+reader names the file in a DataError when it is missing or malformed. The model-card stage's
+params view is defined here."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ TEST_KEYS = (
     "images",
     "per_class",
 )
+# the keys the card reads of evaluate-external's report of an external set: the same figures
+# at the top level, after the set's own counts
+EXTERNAL_KEYS = (*TEST_KEYS, "images_in_folder", "overlap_excluded", "skipped")
 
 
 class DataRoot(View):
@@ -85,6 +89,7 @@ class CardInputs:
     predictions: pd.DataFrame  # evaluate's: image, label, predicted, p_<CLASS>
     curves: Curves
     gradcam: dict[str, bytes]  # overlay file name -> PNG bytes
+    external: dict[str, dict]  # external set's name (evaluate.external) -> metrics/external/<name>.json
 
 
 def read_json(path: Path, required: tuple[str, ...]) -> dict:
@@ -108,6 +113,18 @@ def read_evaluation(path: Path) -> dict:
     if missing:
         raise DataError(f"{path}: `test` lacks {missing}")
     return evaluation
+
+
+def read_external(folder: Path, names: list[str]) -> dict[str, dict]:
+    """evaluate-external's report of each external set `names` (evaluate.external's keys), from
+    `folder` (metrics/external); a report of a set no longer named is not read."""
+    reports = {}
+    for name in names:
+        path = folder / f"{name}.json"
+        if not path.is_file():
+            raise DataError(f"{path}: not found (run dvc repro: evaluate-external@{name} writes it)")
+        reports[name] = read_json(path, EXTERNAL_KEYS)
+    return reports
 
 
 def read_yaml(path: Path) -> dict:

@@ -1,7 +1,8 @@
 """The card's sections, each a pure function of CardInputs, and the card itself (build_card):
-what the model is and is not for, its data, training settings, results, calibration, unknown
-score, cross-validation and subgroups when eval.json has them, Grad-CAM
-examples, limitations stated from the numbers, and how to reproduce it."""
+what the model is and is not for, its data, training settings, results, external test sets when
+evaluate.external names some, calibration, unknown score, cross-validation and subgroups when
+eval.json has them, Grad-CAM examples, limitations stated from the numbers, and how to reproduce
+it."""
 
 from __future__ import annotations
 
@@ -166,8 +167,12 @@ def results_section(inputs: CardInputs) -> Section:
         f"{number(test['balanced_accuracy_ci95_low'])} to {number(test['balanced_accuracy_ci95_high'])}, lesions "
         f"resampled) on {test['images']} images; accuracy {number(test['accuracy'])}, macro F1 "
         f"{number(test.get('macro_f1'))}, macro AUC {number(test.get('macro_auc'))}; test-time augmentation: "
-        f"{test.get('tta', 'none')}. The test split comes from the same source as the training images; external "
-        "test sets (`evaluate.external`), when scored, are reported in `metrics/external/`."
+        f"{test.get('tta', 'none')}. The test split comes from the same source as the training images; "
+        + (
+            "the section External test sets gives the figures on images from elsewhere."
+            if inputs.external
+            else "no external test set is named (`evaluate.external`), so no figure here is of images from elsewhere."
+        )
     )
     rows = tuple(
         (name, *(number(figures.get(key)) for key in ("precision", "recall", "f1", "auc")), str(figures["support"]))
@@ -175,6 +180,48 @@ def results_section(inputs: CardInputs) -> Section:
     )
     table = Table(("class", "precision", "recall", "F1", "AUC (one-vs-rest)", "test images"), rows)
     return Section("Results", (headline, table))
+
+
+def interval(report: dict) -> str:
+    """The 95% interval of balanced accuracy of a test report, as "low to high"."""
+    return f"{number(report['balanced_accuracy_ci95_low'])} to {number(report['balanced_accuracy_ci95_high'])}"
+
+
+def external_section(inputs: CardInputs) -> Section:
+    """Each external test set's figures beside the test split's, and recall per class on each."""
+    test, external = inputs.evaluation["test"], inputs.external
+    text = (
+        "Test sets from elsewhere (`evaluate.external`), scored by this model as the test split is. An image that "
+        "is also one of the pipeline's images (same ISIC id, same lesion id or the same decoded pixels) is left "
+        "out and counted; the intervals resample lesions."
+    )
+    counts = {"test split": ("", "")} | {
+        name: (f"{report['overlap_excluded']['total']} of {report['images_in_folder']}", str(report["skipped"]))
+        for name, report in external.items()
+    }
+    reports = {"test split": test, **external}
+    rows = tuple(
+        (name, str(report["images"]), *counts[name], number(report["balanced_accuracy"]), interval(report))
+        + tuple(number(report.get(key)) for key in ("accuracy", "macro_auc", "ece"))
+        for name, report in reports.items()
+    )
+    header = ("set", "images scored", "left out", "unreadable", "balanced accuracy", "95% interval", "accuracy")
+    figures = Table((*header, "macro AUC", "ECE"), rows)
+    recalls = Table(
+        ("class", *reports),
+        tuple(
+            (name, *(recall_cell(report["per_class"].get(name)) for report in reports.values()))
+            for name in inputs.model.classes
+        ),
+    )
+    return Section("External test sets", (text, figures, "Recall per class (images of the class):", recalls))
+
+
+def recall_cell(figures: dict | None) -> str:
+    """A class's recall and images in one report, "n/a (0)" for a class it lacks."""
+    if not figures or not figures["support"]:
+        return "n/a (0)"
+    return f"{number(figures['recall'])} ({figures['support']})"
 
 
 def confusion_section(inputs: CardInputs) -> Section:
@@ -281,11 +328,8 @@ def subgroups_section(test: dict) -> Section:
             if entry["too_small"]:
                 rows.append((group, str(entry["images"]), "too small", "", ""))
                 continue
-            interval = (
-                f"{number(entry['balanced_accuracy_ci95_low'])} to {number(entry['balanced_accuracy_ci95_high'])}"
-            )
             below = "below" if entry["below_overall"] else ""
-            rows.append((group, str(entry["images"]), number(entry["balanced_accuracy"]), interval, below))
+            rows.append((group, str(entry["images"]), number(entry["balanced_accuracy"]), interval(entry), below))
         blocks.append(Table((label, "test images", "balanced accuracy", "95% interval", ""), tuple(rows)))
     return Section("Subgroups", tuple(blocks))
 
@@ -344,6 +388,17 @@ def limitations(inputs: CardInputs) -> list[str]:
             f"{', '.join(below)} (one of several groups checked, and a group's class mix differs from the whole's: "
             "a lead to check on more images)."
         )
+    worse = [
+        f"{name} ({number(report['balanced_accuracy'])}, interval {interval(report)})"
+        for name, report in inputs.external.items()
+        if report["balanced_accuracy_ci95_high"] < test["balanced_accuracy"]
+    ]
+    if worse:
+        found.append(
+            f"Worse on images from elsewhere: the 95% interval of balanced accuracy lies wholly below the test "
+            f"split's {number(test['balanced_accuracy'])} on {', '.join(worse)}; the test split, from the training "
+            "images' source, overstates what to expect of other sources."
+        )
     missed = [name for name, f in test["per_class"].items() if f["support"] and f["recall"] == 0]
     if missed:
         found.append(f"Never recognised on the test split (recall 0): {', '.join(missed)}.")
@@ -356,7 +411,8 @@ def limitations_section(inputs: CardInputs) -> Section:
     if not found:
         checked = (
             f"synthetic data, no pretrained weights, classes with fewer than {FEW_TEST_IMAGES} test images, a 95% "
-            f"interval wider than {WIDE_INTERVAL}, subgroups below the overall figure, classes never recognised"
+            f"interval wider than {WIDE_INTERVAL}, subgroups below the overall figure, external test sets below the "
+            "test split, classes never recognised"
         )
         return Section("Limitations", (f"The numbers show none of those this card checks for ({checked}).",))
     return Section("Limitations", (Bullets(tuple(found)),))
@@ -383,8 +439,8 @@ def reproduce_section(inputs: CardInputs) -> Section:
 
 
 def build_card(inputs: CardInputs) -> Card:
-    """The card's sections, in reading order; cross-validation and subgroups only where eval.json
-    has them."""
+    """The card's sections, in reading order; external test sets only where evaluate.external names
+    some, cross-validation and subgroups only where eval.json has them."""
     evaluation = inputs.evaluation
     sections = [
         intended_use_section(inputs),
@@ -392,6 +448,7 @@ def build_card(inputs: CardInputs) -> Card:
         data_section(inputs),
         training_section(inputs),
         results_section(inputs),
+        *([external_section(inputs)] if inputs.external else []),
         confusion_section(inputs),
         roc_section(inputs),
         calibration_section(inputs),

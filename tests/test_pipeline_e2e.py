@@ -23,6 +23,7 @@ from conftest import (
     copy_built,
     copy_repo,
     first_repro,
+    run_cli,
     run_command,
     run_dvc,
     serve_folder,
@@ -253,7 +254,8 @@ def test_queued_experiments_with_every_option_on_real_images_from_a_fresh_clone(
     sample outputs it never had; the first experiment fills the run cache, the second restores
     prepare-split from it, and both must succeed (with a folder output, the second failed:
     'failed to load directory'). The first turns on every option past the recipe: metadata
-    fusion, TTA, temperature scaling, hairs and frames."""
+    fusion, TTA, temperature scaling, hairs and frames. Both score isic2019-mini as an external
+    set, and skinlesion compare pairs the two on the test split and on it."""
     run_command("git", "add", "-A", cwd=repo)
     run_command("git", "commit", "-qm", "lock of the sample run", "--allow-empty", cwd=repo)
     clone = tmp_path / "clone"
@@ -267,9 +269,10 @@ def test_queued_experiments_with_every_option_on_real_images_from_a_fresh_clone(
         "augmentation.hair": "0.5",
         "augmentation.frame": "0.5",
     }
+    mini = f"+evaluate.external.mini={shared_data / 'isic2019-mini'}"
     for name, settings in (("options", {**real, **options}), ("plain", {**real, "training.learning_rate": "0.0003"})):
         flags = [arg for key, value in settings.items() for arg in ("-S", f"{key}={value}")]
-        run_dvc("exp", "run", "--queue", "--name", name, *flags, cwd=clone)
+        run_dvc("exp", "run", "--queue", "--name", name, *flags, "-S", mini, cwd=clone)
     status = run_queue(clone)
     assert status.count("Success") == 2 and "Failed" not in status, status
 
@@ -291,6 +294,22 @@ def test_queued_experiments_with_every_option_on_real_images_from_a_fresh_clone(
     balanced = read_manifest(clone / "data" / "folds" / "0" / "balanced.csv")
     assert balanced["augmented"].any() and (balanced["anatom_site_general"] == "").any()
     assert balanced[list(FIELDS)].equals(official.loc[balanced["source_image"]].reset_index(drop=True))
+
+    # the external set: scored less the images of lesions the subset holds, and on the card
+    external = json.loads((clone / "metrics" / "external" / "mini.json").read_text())
+    assert external["images_in_folder"] == 70 and external["images"] + external["overlap_excluded"]["total"] == 70
+    assert f"| mini | {external['images']} |" in (clone / "models" / "model_card.md").read_text()
+    # compare pairs the two queued experiments on both image sets: B - A from the figures each reported
+    result = run_cli("compare", "plain", "options", "--resamples", "200", "--json", cwd=clone)
+    assert result.returncode == 0, result.stderr
+    sets = json.loads(result.stdout)[0]["sets"]
+    assert list(sets) == ["test", "mini"]
+    for name, options_figure in (("test", report["test"]), ("mini", external)):
+        figures = sets[name]["balanced_accuracy"]
+        assert sets[name]["images"] == options_figure["images"] and 0 <= sets[name]["mcnemar"]["p_value"] <= 1
+        assert figures["b"]["mean"] == pytest.approx(options_figure["balanced_accuracy"], abs=1e-4)
+        assert figures["difference"] == pytest.approx(figures["b"]["mean"] - figures["a"]["mean"], abs=2e-4)
+        assert figures["ci95"][0] <= figures["difference"] <= figures["ci95"][1]
 
 
 def _named(tree, name: str):

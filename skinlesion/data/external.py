@@ -29,9 +29,8 @@ from skinlesion.data.prepare import PrepareParams, decode_all
 from skinlesion.data.split import SPLITS
 from skinlesion.errors import DataError
 
-SPLIT = EXTERNAL_SPLIT
 GUARDS = ("isic_id", "lesion_id", "pixels")
-OUTPUT_FILES = ["external.npy", "external.csv", "excluded.csv", "summary.json"]
+OUTPUT_FILES = [f"{EXTERNAL_SPLIT}.npy", f"{EXTERNAL_SPLIT}.csv", "excluded.csv", "summary.json"]
 
 
 def pixel_digest(pixels: np.ndarray) -> str:
@@ -104,11 +103,11 @@ def prepare_external(root: Path, prepared: Path, params: PrepareParams, out: Pat
     caught = leaks(labels, digests, known, known_digests) & readable[:, None]
     left_out = caught.any(axis=1).to_numpy()
     kept = np.flatnonzero(readable & ~left_out)
-    copy_rows(open_images(every), kept, out / f"{SPLIT}.npy")
+    copy_rows(open_images(every), kept, out / f"{EXTERNAL_SPLIT}.npy")
     every.unlink()
     manifest = labels.iloc[kept][["image", "label", "lesion_id"]].reset_index(drop=True)
-    manifest["split"], manifest["row"] = SPLIT, np.arange(len(kept))
-    write_manifest(manifest.join(labels.iloc[kept][list(FIELDS)].reset_index(drop=True)), out / f"{SPLIT}.csv")
+    manifest["split"], manifest["row"] = EXTERNAL_SPLIT, np.arange(len(kept))
+    write_manifest(manifest.join(labels.iloc[kept][list(FIELDS)].reset_index(drop=True)), out / f"{EXTERNAL_SPLIT}.csv")
     reasons = caught[left_out].apply(lambda row: ";".join(guard for guard in GUARDS if row[guard]), axis=1)
     excluded = pd.DataFrame({"image": labels["image"][left_out].to_numpy(), "reason": reasons.to_numpy()})
     pd.concat([excluded, pd.DataFrame(skipped, columns=["image", "reason"])]).to_csv(out / "excluded.csv", index=False)

@@ -8,7 +8,7 @@ import re
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, load_tool
 from pydantic import BaseModel
 
 # a stage run once per fold (foreach) is checked through its template, `do`
@@ -16,33 +16,11 @@ STAGES = {
     name: stage.get("do", stage) for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items()
 }
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
-PROJECT = ("skinlesion.", "stages.")
+stage_deps = load_tool("stage_deps")
 
 
 def _tree(module: str) -> ast.Module:
     return ast.parse((REPO / (module.replace(".", "/") + ".py")).read_text())
-
-
-def _project_imports(module: str, seen: set[str] | None = None) -> set[str]:
-    """`module` and every project module it imports, directly or not."""
-    seen = set() if seen is None else seen
-    if module in seen:
-        return seen
-    seen.add(module)
-    for node in ast.walk(_tree(module)):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module]
-        elif isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        else:
-            names = []
-        for name in names:
-            assert name.startswith(PROJECT) or name.split(".")[0] not in ("skinlesion", "stages"), (
-                f"{module}: import a module, not a package ({name})"
-            )
-            if name.startswith(PROJECT):
-                _project_imports(name, seen)
-    return seen
 
 
 def _stage_module(name: str) -> str:
@@ -63,9 +41,30 @@ def _schema_keys(schema: type[BaseModel]) -> set[str]:
 
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_deps_list_every_imported_module(name):
-    expected = {m.replace(".", "/") + ".py" for m in _project_imports(_stage_module(name))}
-    listed = {d for d in STAGES[name]["deps"] if d.startswith(("stages/", "skinlesion/"))}
-    assert listed == expected
+    listed = [d for d in STAGES[name]["deps"] if d.startswith(("stages/", "skinlesion/"))]
+    assert listed == stage_deps.module_deps(_stage_module(name)), "run python -m tools.stage_deps"
+
+
+def test_module_lists_are_what_the_tool_writes():
+    """tools/stage_deps.py rewrites only the module lines: on a current dvc.yaml it changes nothing."""
+    text = (REPO / "dvc.yaml").read_text()
+    assert stage_deps.rewrite(text) == text
+
+
+def test_the_tool_adds_a_new_import_to_every_stage_that_reaches_it(monkeypatch):
+    text = (REPO / "dvc.yaml").read_text()
+    real = stage_deps._imports
+
+    def imports(module):  # skinlesion.seeding gains an import of a new module, skinlesion.x
+        if module == "skinlesion.x":
+            return []
+        return real(module) + (["skinlesion.x"] if module == "skinlesion.seeding" else [])
+
+    monkeypatch.setattr(stage_deps, "_imports", imports)
+    monkeypatch.setattr(stage_deps, "project_imports", stage_deps.project_imports.__wrapped__)
+    rewritten = stage_deps.rewrite(text)
+    readers = {name for name in STAGES if "skinlesion.seeding" in stage_deps.project_imports(_stage_module(name))}
+    assert readers and rewritten.count("- skinlesion/x.py") == len(readers)
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))

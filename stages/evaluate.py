@@ -19,13 +19,13 @@ import json
 import logging
 from pathlib import Path
 
-from skinlesion.atomic import write_json
 from skinlesion.classes import CLASSES
 from skinlesion.config import load_params
 from skinlesion.data.arrays import EXTERNAL_SPLIT, read_manifest
 from skinlesion.entry import run_stage
 from skinlesion.errors import DataError
 from skinlesion.evaluation.report import EvaluateRun, score_images, write_predictions
+from skinlesion.evaluation.report_schema import ExternalCounts, ExternalReport
 from skinlesion.model.checkpoint import load_for_inference
 from skinlesion.model.device import select_device
 
@@ -55,16 +55,20 @@ def main() -> None:
             raise DataError(f"{summary['root']}: no image left to score (left out: {summary['overlap_excluded']})")
     metrics, scores = score_images(model, info, device, folder, manifest, str(where), params.evaluate)
     if args.external:
-        counts = {key: summary[key] for key in ("images_in_folder", "overlap_excluded", "skipped")}
-        metrics = {**counts, **metrics["test"]}
-    write_json(args.metrics, metrics)
+        counts = ExternalCounts(
+            images_in_folder=summary["images_in_folder"],
+            overlap_excluded=summary["overlap_excluded"],
+            skipped=summary["skipped"],
+        )
+        ExternalReport.of(counts, metrics.test).write(args.metrics)
+    else:
+        metrics.write(args.metrics)
     write_predictions(manifest, scores, info, params.evaluate, args.predictions, args.curves)
-    report = metrics if args.external else metrics["test"]
     log.info(
         "%s: balanced accuracy %.4f, accuracy %.4f on %d images",
         where,
-        report["balanced_accuracy"],
-        report["accuracy"],
+        metrics.test.balanced_accuracy,
+        metrics.test.accuracy,
         len(scores.y_true),
     )
 

@@ -19,7 +19,6 @@ from skinlesion.card.inputs import (
     ModelCardRun,
     data_version,
     read_curves,
-    read_evaluation,
     read_external,
     read_gradcam,
     read_json,
@@ -31,6 +30,7 @@ from skinlesion.card.render import card_html, card_markdown
 from skinlesion.card.sections import build_card
 from skinlesion.config import load_params
 from skinlesion.entry import run_stage
+from skinlesion.evaluation.report_schema import EvalReport
 from skinlesion.model.checkpoint import read_checkpoint
 from skinlesion.model.info import ModelInfo
 
@@ -61,7 +61,7 @@ def main() -> None:
     inputs = CardInputs(
         model_file=str(args.model),
         model=model,
-        evaluation=read_evaluation(args.metrics),
+        evaluation=EvalReport.read(args.metrics),
         data_counts=read_json(args.data_metrics, ("train", "val", "test")),
         params=params,
         recipe=recipe_params(params, read_yaml(args.recipe), str(args.recipe)),

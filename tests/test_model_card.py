@@ -26,7 +26,6 @@ from skinlesion.card.inputs import (
     ModelCardRun,
     data_version,
     read_curves,
-    read_evaluation,
     read_external,
     read_predictions,
     read_yaml,
@@ -37,6 +36,7 @@ from skinlesion.card.sections import build_card
 from skinlesion.classes import CLASSES
 from skinlesion.config import parse_params
 from skinlesion.errors import DataError
+from skinlesion.evaluation.report_schema import EvalReport, ExternalReport
 from skinlesion.model.info import ModelInfo
 
 SECTIONS = [
@@ -101,10 +101,11 @@ def stored_model(**changes) -> dict:
 
 
 def evaluation(low: float = 0.30, high: float = 0.60) -> dict:
-    """A tiny eval.json: per-class support counted from ROWS."""
+    """A tiny eval.json, as parsed from the file: per-class support counted from ROWS."""
     support = {name: sum(label == name for label, _ in ROWS) for name in CLASSES}
     per_class = {
-        name: {"precision": 0.5, "recall": 0.0 if name == "AK" else 0.5, "f1": 0.5, "auc": 0.75, "support": count}
+        name: {"precision": 0.5, "recall": 0.0 if name == "AK" else 0.5, "specificity": 0.9, "f1": 0.5}
+        | {"auc": 0.75, "support": count}
         for name, count in support.items()
     }
     test = {
@@ -113,14 +114,17 @@ def evaluation(low: float = 0.30, high: float = 0.60) -> dict:
         "balanced_accuracy_ci95_high": high,
         "accuracy": 0.625,
         "macro_f1": 0.4,
+        "weighted_f1": 0.45,
         "macro_auc": 0.8,
         "ece": 0.123456,
         "images": len(ROWS),
         "per_class": per_class,
+        "loss": 1.2,
         "tta": "none",
         "unknown_rate": 0.25,
     }
-    return {"test": test, "model": {"epoch": 3, "temperature": TEMPERATURE}}
+    model = {"epoch": 3, "val_balanced_accuracy": 0.61, "temperature": TEMPERATURE, "metadata": False}
+    return {"test": test, "model": model | {"unknown_threshold": 0.45}}
 
 
 def png(width: int = 12, height: int = 8) -> bytes:
@@ -160,7 +164,11 @@ def inputs(**changes) -> CardInputs:
         gradcam={"MEL_correct_ISIC_0000000.png": png(), "NV_wrong_ISIC_0000004.png": png(16, 8)},
         external={},
     )
-    return CardInputs(**(values | changes))
+    values |= changes
+    # the reports as the card reads them: parsed from their JSON into their records
+    values["evaluation"] = EvalReport.model_validate(values["evaluation"])
+    values["external"] = {name: ExternalReport.model_validate(report) for name, report in values["external"].items()}
+    return CardInputs(**values)
 
 
 def section_text(markdown: str, title: str) -> str:
@@ -258,13 +266,14 @@ def test_without_a_temperature_there_is_no_before_and_an_ensembles_cannot_be_had
 
 
 def test_cross_validation_and_subgroups_are_shown_only_when_present():
+    figures = {"balanced_accuracy": 0.5, "accuracy": 0.7, "macro_f1": 0.4, "macro_auc": None, "ece": 0.1}
     cv = {
         "folds": {
-            str(k): {"test": {"balanced_accuracy": 0.5 + k / 10, "ece": 0.1}, "epoch": k, "val_balanced_accuracy": 0.6}
+            str(k): {"test": figures | {"balanced_accuracy": 0.5 + k / 10}, "epoch": k, "val_balanced_accuracy": 0.6}
             for k in range(2)
         },
-        "test_mean": {"balanced_accuracy": 0.55, "ece": 0.1},
-        "test_std": {"balanced_accuracy": 0.0707, "ece": 0.0},
+        "test_mean": figures | {"balanced_accuracy": 0.55},
+        "test_std": dict.fromkeys(figures, 0.0) | {"balanced_accuracy": 0.0707, "macro_auc": None},
         "out_of_fold": {"images": 40, "balanced_accuracy": 0.52, "accuracy": 0.7},
     }
     scored = {"too_small": False, "balanced_accuracy_ci95_low": 0.2, "recall": {"MEL": 0.5}}
@@ -286,7 +295,9 @@ def test_cross_validation_and_subgroups_are_shown_only_when_present():
     markdown = card_markdown(build_card(inputs(evaluation=full)))
     assert re.findall(r"^## (.+)$", markdown, flags=re.M) == SECTIONS[:9] + OPTIONAL + SECTIONS[9:]
     folds = section_text(markdown, "Cross-validation")
-    assert "| 1 | 1 | 0.600 | 0.600 | 0.100 |" in folds and "| standard deviation |  |  | 0.071 | 0.000 |" in folds
+    assert "| fold | best epoch | val balanced accuracy | test balanced_accuracy | test accuracy |" in folds
+    assert "| 1 | 1 | 0.600 | 0.600 | 0.700 | 0.400 | n/a | 0.100 |" in folds
+    assert "| standard deviation |  |  | 0.071 | 0.000 | 0.000 | n/a | 0.000 |" in folds
     assert "balanced accuracy 0.520, accuracy 0.700, 40 images" in folds
     shown = section_text(markdown, "Subgroups")
     assert "| 30_to_60 | 10 | 0.310 | 0.200 to 0.440 | below |" in shown and "| under_30 | 3 | too small |" in shown
@@ -348,8 +359,11 @@ def test_bad_input_names_the_file(tmp_path):
         read_predictions(bad, list(CLASSES))
     metrics = tmp_path / "eval.json"
     metrics.write_text(json.dumps({"test": {"balanced_accuracy": 0.5}}))
-    with pytest.raises(DataError, match=r"eval\.json: `test` lacks"):
-        read_evaluation(metrics)
+    with pytest.raises(DataError, match=r"eval\.json: missing \['test\.balanced_accuracy_ci95_low', .*'model'\]"):
+        EvalReport.read(metrics)
+    metrics.write_text(json.dumps(evaluation() | {"test": evaluation()["test"] | {"images": "8"}}))
+    with pytest.raises(DataError, match=r"eval\.json: test\.images: Input should be a valid integer"):
+        EvalReport.read(metrics)
     with pytest.raises(DataError, match=r"reliability\.csv: not found \(run dvc repro: evaluate writes it\)"):
         read_curves(tmp_path, list(CLASSES))
     with pytest.raises(DataError, match=r"clinic\.json: not found \(run dvc repro: evaluate-external@clinic writes"):

@@ -1,12 +1,16 @@
 """What evaluate writes (skinlesion.evaluation.report), recomputed from small literal
-predictions: the metrics, the predictions table, the curves, and eval.json's blocks."""
+predictions: the metrics, the predictions table, the curves, and eval.json's blocks; and the
+committed reports written again byte for byte by their typed records."""
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import model_info
+from conftest import REPO, model_info
 from sklearn.metrics import balanced_accuracy_score
 
+from skinlesion.atomic import write_json
 from skinlesion.classes import CLASSES
 from skinlesion.data.split import lesion_groups
 from skinlesion.evaluation.params import ScoringParams
@@ -16,6 +20,14 @@ from skinlesion.evaluation.report import (
     evaluation_report,
     predictions_table,
     write_curves,
+)
+from skinlesion.evaluation.report_schema import (
+    EvalReport,
+    ExternalCounts,
+    ExternalReport,
+    FoldEnsemble,
+    OverlapExcluded,
+    SingleModel,
 )
 from skinlesion.model.unknown import unknown_scores
 
@@ -44,12 +56,15 @@ def _manifest() -> pd.DataFrame:
 
 
 def test_the_report_leads_with_balanced_accuracy_and_its_interval():
-    report = evaluation_report(_manifest(), Y_TRUE, _probabilities(), CLASSES, PARAMS)
-    assert list(report)[:3] == ["balanced_accuracy", "balanced_accuracy_ci95_low", "balanced_accuracy_ci95_high"]
-    assert report["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(Y_TRUE, PREDICTED))
-    assert report["balanced_accuracy_ci95_low"] <= report["balanced_accuracy"] <= report["balanced_accuracy_ci95_high"]
-    assert report["accuracy"] == pytest.approx(np.mean(Y_TRUE == PREDICTED))
-    assert report["per_class"]["BCC"]["recall"] == pytest.approx(2 / 3)
+    report = evaluation_report(_manifest(), Y_TRUE, _probabilities(), CLASSES, PARAMS, loss=0.5)
+    written = report.model_dump()
+    assert list(written)[:3] == ["balanced_accuracy", "balanced_accuracy_ci95_low", "balanced_accuracy_ci95_high"]
+    assert list(written)[-3:] == ["subgroups", "loss", "tta"]  # no unknown_rate without a threshold
+    assert report.balanced_accuracy == pytest.approx(balanced_accuracy_score(Y_TRUE, PREDICTED))
+    assert report.balanced_accuracy_ci95_low <= report.balanced_accuracy <= report.balanced_accuracy_ci95_high
+    assert report.accuracy == pytest.approx(np.mean(Y_TRUE == PREDICTED))
+    assert report.per_class["BCC"].recall == pytest.approx(2 / 3)
+    assert report.per_class["AK"].auc is None and written["per_class"]["AK"]["auc"] is None  # written as null
 
 
 def test_the_predictions_table_has_one_row_per_image_and_its_probabilities():
@@ -76,29 +91,62 @@ def test_curves_for_each_class_present_and_the_reliability_bins(tmp_path):
 
 def test_eval_json_of_a_single_model_recomputes_the_unknown_rate_from_its_threshold():
     log_probabilities = np.log(_probabilities())
-    scores = Scores(log_probabilities, Y_TRUE, 0.75, {"epoch": 3, "temperature": 1.5})
+    described = SingleModel(epoch=3, val_balanced_accuracy=0.6, temperature=1.5, metadata=False)
+    scores = Scores(log_probabilities, Y_TRUE, 0.75, described)
     info = model_info(unknown_threshold=0.35)
     metrics = eval_metrics(_manifest(), scores, info, PARAMS)
-    assert set(metrics) == {"test", "model"}
-    assert metrics["test"]["loss"] == 0.75 and metrics["test"]["tta"] == "none"
-    assert metrics["test"]["unknown_rate"] == pytest.approx(np.mean(unknown_scores(_probabilities()) > 0.35))
-    assert metrics["test"]["unknown_rate"] == pytest.approx(3 / 8)  # confidences 0.6, 0.4 and 0.55
-    assert metrics["model"] == {"epoch": 3, "temperature": 1.5, "unknown_threshold": 0.35}
-    without = eval_metrics(_manifest(), scores, model_info(), PARAMS)
-    assert "unknown_rate" not in without["test"] and "unknown_threshold" not in without["model"]
+    written = metrics.model_dump()
+    assert list(written) == ["test", "model"]
+    assert metrics.test.loss == 0.75 and metrics.test.tta == "none"
+    assert metrics.test.unknown_rate == pytest.approx(np.mean(unknown_scores(_probabilities()) > 0.35))
+    assert metrics.test.unknown_rate == pytest.approx(3 / 8)  # confidences 0.6, 0.4 and 0.55
+    expected = {"epoch": 3, "val_balanced_accuracy": 0.6, "temperature": 1.5, "metadata": False}
+    assert written["model"] == expected | {"unknown_threshold": 0.35}
+    without = eval_metrics(_manifest(), scores, model_info(), PARAMS).model_dump()
+    assert "unknown_rate" not in without["test"] and without["model"] == expected
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
 def test_eval_json_of_the_fold_ensemble_adds_each_folds_figures():
     other = _probabilities()[:, ::-1]  # the second fold model predicts other classes
     folds_logs = np.log(np.stack([_probabilities(), other]))
-    scores = Scores(folds_logs[0], Y_TRUE, 0.5, {"folds": 2}, folds_logs)
+    scores = Scores(folds_logs[0], Y_TRUE, 0.5, FoldEnsemble(folds=2, metadata=False), folds_logs)
     members = [model_info(epoch=1, val_balanced_accuracy=0.4), model_info(epoch=2, val_balanced_accuracy=0.5)]
-    info = model_info(epoch=None, members=members, out_of_fold={"images": 10})
+    out_of_fold = {"images": 10, "balanced_accuracy": 0.5, "accuracy": 0.6}
+    info = model_info(epoch=None, members=members, out_of_fold=out_of_fold)
     metrics = eval_metrics(_manifest(), scores, info, PARAMS)
-    assert metrics["cv"]["folds"]["1"]["epoch"] == 2
+    assert list(metrics.model_dump()) == ["test", "model", "cv"]
+    assert metrics.model_dump()["model"] == {"folds": 2, "metadata": False}
+    assert metrics.cv.folds["1"].epoch == 2
     per_fold = [balanced_accuracy_score(Y_TRUE, logs.argmax(axis=1)) for logs in folds_logs]
     assert per_fold[0] != per_fold[1]
-    assert metrics["cv"]["folds"]["1"]["test"]["balanced_accuracy"] == pytest.approx(per_fold[1])
-    assert metrics["cv"]["test_mean"]["balanced_accuracy"] == pytest.approx(np.mean(per_fold))
-    assert metrics["cv"]["test_std"]["balanced_accuracy"] == pytest.approx(np.std(per_fold, ddof=1))
+    assert metrics.cv.folds["1"].test.balanced_accuracy == pytest.approx(per_fold[1])
+    assert metrics.cv.test_mean.balanced_accuracy == pytest.approx(np.mean(per_fold))
+    assert metrics.cv.test_std.balanced_accuracy == pytest.approx(np.std(per_fold, ddof=1))
+    assert metrics.cv.out_of_fold.model_dump() == out_of_fold
+
+
+def test_the_committed_eval_json_is_written_again_byte_for_byte(tmp_path):
+    """Read into the record and written as evaluate writes it: the same keys, order and values,
+    so `dvc metrics diff` lines up with the committed figures."""
+    committed = REPO / "metrics" / "eval.json"
+    EvalReport.read(committed).write(tmp_path / "eval.json")
+    assert (tmp_path / "eval.json").read_bytes() == committed.read_bytes()
+    for path in sorted((REPO / "metrics" / "external").glob("*.json")):
+        ExternalReport.read(path).write(tmp_path / path.name)
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes()
+
+
+def test_an_external_report_is_its_counts_then_the_test_figures(tmp_path):
+    test = evaluation_report(_manifest(), Y_TRUE, _probabilities(), CLASSES, PARAMS, loss=0.5)
+    counts = ExternalCounts(
+        images_in_folder=10, overlap_excluded=OverlapExcluded(isic_id=1, lesion_id=1, pixels=0, total=2), skipped=0
+    )
+    report = ExternalReport.of(counts, test)
+    report.write(tmp_path / "clinic.json")
+    written = json.loads((tmp_path / "clinic.json").read_text())
+    assert written == counts.model_dump() | test.model_dump()
+    assert list(written)[:4] == ["images_in_folder", "overlap_excluded", "skipped", "balanced_accuracy"]
+    assert ExternalReport.read(tmp_path / "clinic.json") == report
+    write_json(tmp_path / "as_dict.json", written)  # what evaluate wrote before the records: the same bytes
+    assert (tmp_path / "as_dict.json").read_bytes() == (tmp_path / "clinic.json").read_bytes()

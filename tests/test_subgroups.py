@@ -55,15 +55,25 @@ def test_counts_add_up_small_groups_are_not_scored_and_a_group_below_the_whole_i
         resamples=300,
         seed=0,
     )
-    assert report["min_images"] == 15 and list(report["age"]) == list(AGE_BANDS)
-    assert list(report["site"]) == ["anterior_torso", "head_neck", "palms_soles", "unknown"]
-    for attribute in ("age", "sex", "site"):
-        assert sum(group["images"] for group in report[attribute].values()) == len(manifest)
-    small = report["site"]["palms_soles"]
-    assert small["too_small"] and small["images"] < 15 and "balanced_accuracy" not in small
-    women, men = report["sex"]["female"], report["sex"]["male"]
-    assert women["below_overall"] and not men["below_overall"]
-    assert women["balanced_accuracy_ci95_high"] < overall < men["balanced_accuracy"]
+    assert report.min_images == 15 and list(report.age) == list(AGE_BANDS)
+    assert list(report.site) == ["anterior_torso", "head_neck", "palms_soles", "unknown"]
+    for groups in report.by_attribute().values():
+        assert sum(group.images for group in groups.values()) == len(manifest)
+    small = report.site["palms_soles"]
+    assert small.too_small and small.images < 15
+    assert small.model_dump() == {"images": small.images, "too_small": True}  # counted, not scored
+    women, men = report.sex["female"], report.sex["male"]
+    assert women.below_overall and not men.below_overall
+    assert women.balanced_accuracy_ci95_high < overall < men.balanced_accuracy
     rows = (manifest["sex"] == "female").to_numpy()
-    assert women["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true[rows], y_pred[rows]))
-    assert men["recall"] == dict.fromkeys(CLASSES, 1.0)
+    assert women.balanced_accuracy == pytest.approx(balanced_accuracy_score(y_true[rows], y_pred[rows]))
+    assert men.recall == dict.fromkeys(CLASSES, 1.0)
+
+
+def test_a_class_a_group_has_no_image_of_has_no_recall():
+    manifest = pd.DataFrame({"image": ["a", "b", "c", "d"], "sex": ["male"] * 4})
+    y_true, y_pred = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])
+    report = subgroup_report(
+        manifest, y_true, y_pred, manifest["image"].to_numpy(), CLASSES, overall=0.9, min_images=2, resamples=50, seed=0
+    )
+    assert report.sex["male"].recall == {"MEL": 0.5, "NV": 1.0}  # not NaN for the six classes it lacks

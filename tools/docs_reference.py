@@ -8,10 +8,10 @@
   (profiles/isic2019.yaml), the stages that read it (dvc.yaml), and its description: the
   schema's; else a note kept here (PARAM_NOTES, for the few keys nothing describes); else the
   key's comment in params.yaml.
-- docs/reference/outputs.md: every output of dvc.yaml (outs, metrics, plots), the plots of
-  `dvc plots show`, and every key of metrics/eval.json, with the descriptions kept below
-  (OUTPUTS, PLOTS, EVAL_KEYS). The cross-validation keys (`cv.*`) are not in the committed
-  one-fold eval.json: they are taken from skinlesion.evaluation.cv run on a small literal example.
+- docs/reference/outputs.md: every output of dvc.yaml (outs, metrics, plots) and the plots of
+  `dvc plots show`, with the descriptions kept below (OUTPUTS, PLOTS); and every key of
+  metrics/eval.json with its field's description in the report's record
+  (skinlesion.evaluation.report_schema.EvalReport, eval_keys), the committed file checked against it.
 - docs/getting-started.md: the sample run's figures, from metrics/eval.json and
   metrics/data.json, between its two `sample-figures` comments.
 
@@ -25,6 +25,8 @@ import argparse
 import json
 import re
 import sys
+import types
+import typing
 from pathlib import Path
 
 import yaml
@@ -128,75 +130,16 @@ PLOTS = {
     "calibration",
 }
 
-# Every key of metrics/eval.json. `<CLASS>`: each class; `<k>`: a fold; `<figure>`: each of
-# the fold figures (listed on the page, from skinlesion.evaluation.cv).
-EVAL_KEYS = {
-    "test.balanced_accuracy": "the headline: mean recall over the classes present in the test split (ISIC's "
-    "official metric); chance is 1/8",
-    "test.balanced_accuracy_ci95_low": "lower end of the 95% bootstrap interval of balanced accuracy: the test "
-    "split's lesions resampled `evaluate.bootstrap_resamples` times (seed `evaluate.seed`); an image without a "
-    "lesion id is its own lesion",
-    "test.balanced_accuracy_ci95_high": "upper end of that interval",
-    "test.accuracy": "share of test images whose top class is their label",
-    "test.macro_f1": "mean of the per-class F1",
-    "test.weighted_f1": "per-class F1 weighted by each class's test images",
-    "test.macro_auc": "mean one-vs-rest ROC AUC over the classes that have test images",
-    "test.ece": "expected calibration error: the test images binned by top-class probability into "
-    "`evaluate.calibration_bins` equal-width bins; the sum over bins of (share of images in the bin) x "
-    "|accuracy - mean confidence|. 0 is perfect calibration. The bins are `eval/curves/reliability.csv` "
-    "(empty bins left out). After the model's temperature, when training fitted one",
-    "test.images": "test images scored",
-    "test.per_class.<CLASS>.precision": "share of the images predicted as the class that are of it",
-    "test.per_class.<CLASS>.recall": "share of the class's images predicted as it (sensitivity)",
-    "test.per_class.<CLASS>.specificity": "share of the other classes' images not predicted as it",
-    "test.per_class.<CLASS>.f1": "harmonic mean of precision and recall",
-    "test.per_class.<CLASS>.auc": "one-vs-rest ROC AUC (null when the test split has no image of the class)",
-    "test.per_class.<CLASS>.support": "test images of the class",
-    "test.loss": "mean cross-entropy of the reported probabilities (after temperature and TTA; for the ensemble, "
-    "of the averaged probabilities)",
-    "test.tta": "the test-time augmentation used (`evaluate.tta`)",
-    "test.unknown_rate": "share of test images, all of known classes, whose unknown score (one minus the top "
-    "class probability) is above the model's unknown threshold: the share an ISIC submission would call `UNK` "
-    "wrongly",
-    "test.subgroups.min_images": "fewest test images a subgroup needs to be scored (`evaluate.subgroup_min_images`)",
-    "test.subgroups.<attribute>.<group>.images": "test images of the subgroup: by `age` (`under_30`, `30_to_60`, "
-    "`over_60`, `unknown`), `sex` and anatomical `site` (ISIC's values, `unknown` where the metadata is empty)",
-    "test.subgroups.<attribute>.<group>.too_small": "true when the subgroup has fewer images than `min_images`: "
-    "counted, not scored",
-    "test.subgroups.<attribute>.<group>.balanced_accuracy": "the subgroup's balanced accuracy (a scored subgroup)",
-    "test.subgroups.<attribute>.<group>.balanced_accuracy_ci95_low": "its 95% lesion-bootstrap interval, as the "
-    "headline's",
-    "test.subgroups.<attribute>.<group>.balanced_accuracy_ci95_high": "upper end of that interval",
-    "test.subgroups.<attribute>.<group>.below_overall": "true when the whole interval lies below "
-    "`test.balanced_accuracy`: the model does worse for this group",
-    "test.subgroups.<attribute>.<group>.recall.<CLASS>": "recall of each class the subgroup has images of",
-    "model.epoch": "one fold: the kept epoch, counted from 0 (the best validation balanced accuracy)",
-    "model.val_balanced_accuracy": "one fold: the kept epoch's validation balanced accuracy",
-    "model.temperature": "one fold: the temperature dividing the logits (1.0 without `training.calibration`)",
-    "model.metadata": "whether the model takes age, sex and site (`model.use_metadata`)",
-    "model.unknown_threshold": "the unknown score above which an image is called unknown: the score that keeps "
-    "95% of validation images known (with folds: of the out-of-fold predictions)",
-    "model.folds": "several folds: how many fold models the ensemble averages",
-    "cv.folds.<k>.test.<figure>": "several folds: fold k's own model on the test split",
-    "cv.folds.<k>.epoch": "several folds: fold k's kept epoch",
-    "cv.folds.<k>.val_balanced_accuracy": "several folds: fold k's kept epoch's balanced accuracy on its "
-    "validation rows",
-    "cv.test_mean.<figure>": "several folds: the mean over the fold models",
-    "cv.test_std.<figure>": "several folds: the sample standard deviation over the fold models (null with one)",
-    "cv.out_of_fold.images": "several folds: train+val images in the out-of-fold estimate (each predicted by "
-    "the fold model that validated on it; no test image)",
-    "cv.out_of_fold.balanced_accuracy": "several folds: the out-of-fold balanced accuracy",
-    "cv.out_of_fold.accuracy": "several folds: the out-of-fold accuracy",
-}
-# what eval.json holds only for the fold models' ensemble (the committed run has one fold)
-ENSEMBLE_ONLY = ("model.folds", "cv.")
-# keys of the ensemble's `model` block: written by skinlesion.evaluation.report.score_model, which
-# needs a model to run, so the check cannot produce them and takes them as described
-UNCHECKED = ("model.folds",)
-
 
 class DocsError(Exception):
     """A key or output without a description, or a description of one that is gone."""
+
+
+def __getattr__(name: str):
+    """EVAL_KEYS: eval_keys(), computed when read (tests/test_docs.py reads it)."""
+    if name == "EVAL_KEYS":
+        return eval_keys()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------- reading the repository
@@ -411,8 +354,50 @@ def params_page() -> str:
 # ---------------------------------------------------------------- outputs reference
 
 
+def _records(annotation) -> list:
+    """The records (pydantic models) a field holds: X, X | None, X | Y; none for a plain value."""
+    from pydantic import BaseModel
+
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    return [option for option in options if isinstance(option, type) and issubclass(option, BaseModel)]
+
+
+def _mapping_values(annotation):
+    """V of a field of dict[str, V] (or dict[str, V] | None); None for any other field."""
+    for option in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(option) is dict:
+            return typing.get_args(option)[1]
+    return None
+
+
+def eval_keys(record=None, prefix: str = "") -> dict[str, str]:
+    """Every key of metrics/eval.json as the reference names it (`test.per_class.<CLASS>.recall`),
+    in the file's order, with its field's description in the report's record (EvalReport unless
+    `record`). A mapping's keys are named as its field says (`<CLASS>`, `<k>`); a record of a few
+    figures whose field names them (`<figure>`) is one row; both kinds of `model` are listed."""
+    from skinlesion.evaluation.report_schema import EvalReport
+
+    rows: dict[str, str] = {}
+    for name, field in (record or EvalReport).model_fields.items():
+        extra = field.json_schema_extra or {}
+        key, held = prefix + extra.get("shown_as", name), field.annotation
+        values = _mapping_values(held)
+        if values is not None or (_records(held) and "keys" in extra):
+            if "keys" not in extra:
+                raise DocsError(f"{key}: a mapping whose field does not name its keys (report_schema.field's keys)")
+            key = f"{key}.{extra['keys']}"
+            held = values  # None: the record's figures are the keys, one row
+        records = _records(held)
+        for inner in records:
+            for row, text in eval_keys(inner, key + ".").items():
+                rows.setdefault(row, text)
+        if not records:
+            rows.setdefault(key, field.description or "")
+    return rows
+
+
 def key_pattern(key: str) -> str:
-    """An eval.json key as EVAL_KEYS names it: classes as <CLASS>, folds as <k>, fold figures as <figure>."""
+    """An eval.json key as eval_keys names it: classes as <CLASS>, folds as <k>, fold figures as <figure>."""
     from skinlesion.classes import CLASSES
 
     parts = key.split(".")
@@ -429,39 +414,30 @@ def key_pattern(key: str) -> str:
     return ".".join(parts)
 
 
-def cross_validation_example() -> dict:
-    """eval.json's `cv` block for two fold models on 16 literal test images: its keys are what
-    evaluate writes with several folds (skinlesion.evaluation.cv)."""
-    import numpy as np
-
-    from skinlesion.classes import CLASSES
-    from skinlesion.evaluation.cv import fold_test_figures, out_of_fold_figures
-    from skinlesion.model.info import ModelInfo
-
-    y_true = np.arange(16) % len(CLASSES)
-    probabilities = np.full((2, 16, len(CLASSES)), 0.5 / (len(CLASSES) - 1))
-    probabilities[0, np.arange(16), y_true] = 0.5
-    probabilities[1, np.arange(16), (y_true + 1) % len(CLASSES)] = 0.5
-    out_of_fold = out_of_fold_figures(probabilities[0], y_true)
-    out_of_fold.pop("unknown_threshold")  # kept in the ensemble's model file, not in its `out_of_fold`
-    preprocessing = dict(arch="densenet121", classes=CLASSES, image_size=64, mean=(0.5,) * 3, std=(0.2,) * 3)
-    member = ModelInfo(**preprocessing, epoch=1, val_balanced_accuracy=0.5)
-    info = ModelInfo(**preprocessing, members=(member, member), out_of_fold=out_of_fold)
-    return {"cv": fold_test_figures(np.log(probabilities), y_true, info, bins=15)}
-
-
-def eval_patterns() -> tuple[list[str], list[str]]:
-    """The key patterns of the committed eval.json and of a cross-validation run's `cv`, and the fold figures."""
+def check_eval_keys(keys: dict[str, str]) -> list[str]:
+    """What is wrong between the report's described keys and the committed one-fold metrics/eval.json."""
+    from skinlesion.errors import DataError
+    from skinlesion.evaluation.report_schema import EvalReport
     from skinlesion.profiles import flatten
 
-    committed = list(flatten(json.loads((REPO / "metrics/eval.json").read_text(encoding="utf-8"))))
-    example = cross_validation_example()
-    patterns = list(dict.fromkeys(key_pattern(key) for key in committed + list(flatten(example))))
-    figures = list(example["cv"]["test_mean"])
-    return patterns, figures
+    try:
+        committed = EvalReport.read(REPO / "metrics/eval.json")
+    except DataError as error:
+        return [f"{error} (skinlesion.evaluation.report_schema.EvalReport)"]
+    patterns = dict.fromkeys(key_pattern(key) for key in flatten(committed.model_dump()))
+    problems = [
+        f"{key}: no description (give its field one in report_schema)" for key, text in keys.items() if not text
+    ]
+    problems += [f"metrics/eval.json key {key} is not among eval_keys()" for key in patterns if key not in keys]
+    problems += [
+        f"{key} is in the one-fold metrics/eval.json, but its description says only the ensemble has it"
+        for key in patterns
+        if keys.get(key, "").startswith("several folds")
+    ]
+    return problems
 
 
-def check_outputs(outputs: list[dict], plots: dict, patterns: list[str]) -> None:
+def check_outputs(outputs: list[dict], plots: dict, keys: dict[str, str]) -> None:
     problems = []
     paths = [output["path"] for output in outputs]
     problems += [f"dvc.yaml output {path} has no description in OUTPUTS" for path in paths if path not in OUTPUTS]
@@ -470,30 +446,17 @@ def check_outputs(outputs: list[dict], plots: dict, patterns: list[str]) -> None
     ]
     problems += [f"dvc.yaml plot {title!r} has no description in PLOTS" for title in plots if title not in PLOTS]
     problems += [f"PLOTS describes {title!r}, which dvc.yaml no longer has" for title in PLOTS if title not in plots]
-    problems += [
-        f"metrics/eval.json key {key} has no description in EVAL_KEYS" for key in patterns if key not in EVAL_KEYS
-    ]
-    problems += [
-        f"EVAL_KEYS describes {key}, which evaluate no longer writes"
-        for key in EVAL_KEYS
-        if key not in patterns and key not in UNCHECKED
-    ]
-    from skinlesion.profiles import flatten
-
-    committed = {key_pattern(key) for key in flatten(json.loads((REPO / "metrics/eval.json").read_text()))}
-    problems += [
-        f"{key} is in the one-fold metrics/eval.json, but EVAL_KEYS says only the ensemble has it"
-        for key in committed
-        if key.startswith(ENSEMBLE_ONLY)
-    ]
+    problems += check_eval_keys(keys)
     if problems:
         raise DocsError("\n".join(problems))
 
 
 def outputs_page() -> str:
-    outputs, plots = stage_outputs(), dvc_plots()
-    patterns, figures = eval_patterns()
-    check_outputs(outputs, plots, patterns)
+    from skinlesion.evaluation.report_schema import FoldFigures
+
+    outputs, plots, keys = stage_outputs(), dvc_plots(), eval_keys()
+    check_outputs(outputs, plots, keys)
+    figures = list(FoldFigures.model_fields)
     artifacts = load_yaml(Path("dvc.yaml")).get("artifacts", {})
     lines = [
         "# Outputs reference",
@@ -542,7 +505,7 @@ def outputs_page() -> str:
         "| key | what |",
         "|---|---|",
     ]
-    lines += [f"| `{key}` | {_cell(EVAL_KEYS[key])} |" for key in EVAL_KEYS]
+    lines += [f"| `{key}` | {_cell(text)} |" for key, text in keys.items()]
     lines.append("")
     return "\n".join(lines)
 
@@ -553,27 +516,30 @@ def outputs_page() -> str:
 def sample_figures() -> str:
     """The getting-started table of the committed sample run."""
     from skinlesion.classes import CLASSES
+    from skinlesion.evaluation.report_schema import EvalReport, SingleModel
 
-    metrics = json.loads((REPO / "metrics/eval.json").read_text(encoding="utf-8"))
+    metrics = EvalReport.read(REPO / "metrics/eval.json")
     data = json.loads((REPO / "metrics/data.json").read_text(encoding="utf-8"))
     epochs = load_yaml(Path("params.yaml"))["training"]["epochs"]
-    test, model = metrics["test"], metrics["model"]
-    last = ", the last" if model["epoch"] == epochs - 1 else ""
+    test, model = metrics.test, metrics.model
+    if not isinstance(model, SingleModel):
+        raise DocsError("metrics/eval.json is of the fold models' ensemble: the sample run has one fold")
+    last = ", the last" if model.epoch == epochs - 1 else ""
     rows = [
         ("images (train / val / test)", f"{data['train']['total']} / {data['val']['total']} / {data['test']['total']}"),
         (
             "test balanced accuracy (`test.balanced_accuracy`)",
-            f"**{test['balanced_accuracy']:.3f}**, 95% interval over lesions {test['balanced_accuracy_ci95_low']:.2f} "
-            f"to {test['balanced_accuracy_ci95_high']:.2f} (chance: {1 / len(CLASSES):.3f})",
+            f"**{test.balanced_accuracy:.3f}**, 95% interval over lesions {test.balanced_accuracy_ci95_low:.2f} "
+            f"to {test.balanced_accuracy_ci95_high:.2f} (chance: {1 / len(CLASSES):.3f})",
         ),
-        ("test accuracy", f"{test['accuracy']:.3f}"),
-        ("macro one-vs-rest AUC", f"{test['macro_auc']:.3f}"),
-        ("expected calibration error", f"{test['ece']:.2f}"),
-        ("test images called unknown (`test.unknown_rate`)", f"{test['unknown_rate']:.3f}"),
+        ("test accuracy", f"{test.accuracy:.3f}"),
+        ("macro one-vs-rest AUC", f"{test.macro_auc:.3f}"),
+        ("expected calibration error", f"{test.ece:.2f}"),
+        ("test images called unknown (`test.unknown_rate`)", f"{test.unknown_rate:.3f}"),
         (
             "kept epoch (chosen on validation)",
-            f"{model['epoch']}, counted from 0, of {epochs}{last} (validation balanced accuracy "
-            f"{model['val_balanced_accuracy']:.3f})",
+            f"{model.epoch}, counted from 0, of {epochs}{last} (validation balanced accuracy "
+            f"{model.val_balanced_accuracy:.3f})",
         ),
     ]
     table = ["| figure | value |", "|---|---|", *[f"| {name} | {value} |" for name, value in rows]]

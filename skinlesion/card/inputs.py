@@ -17,6 +17,7 @@ from skinlesion.config import ParamsError, View, parse_params
 from skinlesion.data.prepare import PrepareParams
 from skinlesion.errors import DataError
 from skinlesion.evaluation.params import EvaluateParams
+from skinlesion.evaluation.report_schema import EvalReport, ExternalReport
 from skinlesion.model.info import ModelInfo
 from skinlesion.resampling.params import SamplingParams
 from skinlesion.training.params import ModelParams, TrainingParams
@@ -24,19 +25,6 @@ from skinlesion.transforms.params import AugmentationParams
 
 # Grad-CAM overlays shown, the first by file name
 GRADCAM_PANELS = 4
-# eval.json's `test` keys the card reads
-TEST_KEYS = (
-    "balanced_accuracy",
-    "balanced_accuracy_ci95_low",
-    "balanced_accuracy_ci95_high",
-    "accuracy",
-    "ece",
-    "images",
-    "per_class",
-)
-# the keys the card reads of evaluate-external's report of an external set: the same figures
-# at the top level, after the set's own counts
-EXTERNAL_KEYS = (*TEST_KEYS, "images_in_folder", "overlap_excluded", "skipped")
 
 
 class DataRoot(View):
@@ -79,7 +67,7 @@ class CardInputs:
 
     model_file: str  # the model's path, as the card names it
     model: ModelInfo
-    evaluation: dict  # metrics/eval.json
+    evaluation: EvalReport  # metrics/eval.json
     data_counts: dict  # metrics/data.json: split -> class -> images, and `skipped`
     params: ModelCardRun
     recipe: ModelCardRun  # params.yaml with the recipe's profile applied (recipe_params)
@@ -89,7 +77,7 @@ class CardInputs:
     predictions: pd.DataFrame  # evaluate's: image, label, predicted, p_<CLASS>
     curves: Curves
     gradcam: dict[str, bytes]  # overlay file name -> PNG bytes
-    external: dict[str, dict]  # external set's name (evaluate.external) -> metrics/external/<name>.json
+    external: dict[str, ExternalReport]  # external set's name (evaluate.external) -> metrics/external/<name>.json
 
 
 def read_json(path: Path, required: tuple[str, ...]) -> dict:
@@ -106,16 +94,7 @@ def read_json(path: Path, required: tuple[str, ...]) -> dict:
     return data
 
 
-def read_evaluation(path: Path) -> dict:
-    """metrics/eval.json, with the `test` figures the card reads."""
-    evaluation = read_json(path, ("test",))
-    missing = [key for key in TEST_KEYS if key not in evaluation["test"]]
-    if missing:
-        raise DataError(f"{path}: `test` lacks {missing}")
-    return evaluation
-
-
-def read_external(folder: Path, names: list[str]) -> dict[str, dict]:
+def read_external(folder: Path, names: list[str]) -> dict[str, ExternalReport]:
     """evaluate-external's report of each external set `names` (evaluate.external's keys), from
     `folder` (metrics/external); a report of a set no longer named is not read."""
     reports = {}
@@ -123,7 +102,7 @@ def read_external(folder: Path, names: list[str]) -> dict[str, dict]:
         path = folder / f"{name}.json"
         if not path.is_file():
             raise DataError(f"{path}: not found (run dvc repro: evaluate-external@{name} writes it)")
-        reports[name] = read_json(path, EXTERNAL_KEYS)
+        reports[name] = ExternalReport.read(path)
     return reports
 
 

@@ -12,6 +12,7 @@ from skinlesion.card.blocks import Block, Bullets, Card, Code, Picture, Section,
 from skinlesion.card.figures import before_temperature, class_indices, confusion_figure, reliability_figure, roc_figure
 from skinlesion.card.inputs import CardInputs, ModelCardRun
 from skinlesion.evaluation.metrics import confusion
+from skinlesion.evaluation.report_schema import ClassFigures, CrossValidation, FoldFigures, SubgroupFigures, TestReport
 from skinlesion.model.unknown import KEEP_KNOWN
 from skinlesion.resampling.params import SamplingParams
 
@@ -21,8 +22,6 @@ COMPARED = ("prepare", "sampling", "augmentation", "model", "training", "evaluat
 FEW_TEST_IMAGES = 10
 # a 95% interval of balanced accuracy wider than this cannot tell most settings apart
 WIDE_INTERVAL = 0.2
-# the rows under the folds' in the cross-validation table: label, eval.json's key in `cv`
-SUMMARY_ROWS = (("mean", "test_mean"), ("standard deviation", "test_std"))
 
 
 def intended_use_section(inputs: CardInputs) -> Section:
@@ -161,13 +160,12 @@ def training_section(inputs: CardInputs) -> Section:
 
 def results_section(inputs: CardInputs) -> Section:
     """The headline with its interval, and the per-class table."""
-    test = inputs.evaluation["test"]
+    test = inputs.evaluation.test
     headline = (
-        f"Balanced accuracy on the test split: {number(test['balanced_accuracy'])} (95% interval "
-        f"{number(test['balanced_accuracy_ci95_low'])} to {number(test['balanced_accuracy_ci95_high'])}, lesions "
-        f"resampled) on {test['images']} images; accuracy {number(test['accuracy'])}, macro F1 "
-        f"{number(test.get('macro_f1'))}, macro AUC {number(test.get('macro_auc'))}; test-time augmentation: "
-        f"{test.get('tta', 'none')}. The test split comes from the same source as the training images; "
+        f"Balanced accuracy on the test split: {number(test.balanced_accuracy)} (95% interval {interval(test)}, "
+        f"lesions resampled) on {test.images} images; accuracy {number(test.accuracy)}, macro F1 "
+        f"{number(test.macro_f1)}, macro AUC {number(test.macro_auc)}; test-time augmentation: "
+        f"{test.tta}. The test split comes from the same source as the training images; "
         + (
             "the section External test sets gives the figures on images from elsewhere."
             if inputs.external
@@ -175,34 +173,34 @@ def results_section(inputs: CardInputs) -> Section:
         )
     )
     rows = tuple(
-        (name, *(number(figures.get(key)) for key in ("precision", "recall", "f1", "auc")), str(figures["support"]))
-        for name, figures in test["per_class"].items()
+        (name, number(f.precision), number(f.recall), number(f.f1), number(f.auc), str(f.support))
+        for name, f in test.per_class.items()
     )
     table = Table(("class", "precision", "recall", "F1", "AUC (one-vs-rest)", "test images"), rows)
     return Section("Results", (headline, table))
 
 
-def interval(report: dict) -> str:
-    """The 95% interval of balanced accuracy of a test report, as "low to high"."""
-    return f"{number(report['balanced_accuracy_ci95_low'])} to {number(report['balanced_accuracy_ci95_high'])}"
+def interval(report: TestReport | SubgroupFigures) -> str:
+    """The 95% interval of balanced accuracy of a test report or a subgroup, as "low to high"."""
+    return f"{number(report.balanced_accuracy_ci95_low)} to {number(report.balanced_accuracy_ci95_high)}"
 
 
 def external_section(inputs: CardInputs) -> Section:
     """Each external test set's figures beside the test split's, and recall per class on each."""
-    test, external = inputs.evaluation["test"], inputs.external
+    test, external = inputs.evaluation.test, inputs.external
     text = (
         "Test sets from elsewhere (`evaluate.external`), scored by this model as the test split is. An image that "
         "is also one of the pipeline's images (same ISIC id, same lesion id or the same decoded pixels) is left "
         "out and counted; the intervals resample lesions."
     )
     counts = {"test split": ("", "")} | {
-        name: (f"{report['overlap_excluded']['total']} of {report['images_in_folder']}", str(report["skipped"]))
+        name: (f"{report.overlap_excluded.total} of {report.images_in_folder}", str(report.skipped))
         for name, report in external.items()
     }
-    reports = {"test split": test, **external}
+    reports: dict[str, TestReport] = {"test split": test, **external}
     rows = tuple(
-        (name, str(report["images"]), *counts[name], number(report["balanced_accuracy"]), interval(report))
-        + tuple(number(report.get(key)) for key in ("accuracy", "macro_auc", "ece"))
+        (name, str(report.images), *counts[name], number(report.balanced_accuracy), interval(report))
+        + (number(report.accuracy), number(report.macro_auc), number(report.ece))
         for name, report in reports.items()
     )
     header = ("set", "images scored", "left out", "unreadable", "balanced accuracy", "95% interval", "accuracy")
@@ -210,18 +208,18 @@ def external_section(inputs: CardInputs) -> Section:
     recalls = Table(
         ("class", *reports),
         tuple(
-            (name, *(recall_cell(report["per_class"].get(name)) for report in reports.values()))
+            (name, *(recall_cell(report.per_class.get(name)) for report in reports.values()))
             for name in inputs.model.classes
         ),
     )
     return Section("External test sets", (text, figures, "Recall per class (images of the class):", recalls))
 
 
-def recall_cell(figures: dict | None) -> str:
+def recall_cell(figures: ClassFigures | None) -> str:
     """A class's recall and images in one report, "n/a (0)" for a class it lacks."""
-    if not figures or not figures["support"]:
+    if figures is None or not figures.support:
         return "n/a (0)"
-    return f"{number(figures['recall'])} ({figures['support']})"
+    return f"{number(figures.recall)} ({figures.support})"
 
 
 def confusion_section(inputs: CardInputs) -> Section:
@@ -237,7 +235,7 @@ def confusion_section(inputs: CardInputs) -> Section:
 
 def roc_section(inputs: CardInputs) -> Section:
     """The one-vs-rest ROC curves, each with its AUC."""
-    auc = {name: figures.get("auc") for name, figures in inputs.evaluation["test"]["per_class"].items()}
+    auc = {name: figures.auc for name, figures in inputs.evaluation.test.per_class.items()}
     caption = "ROC curves, one class against the rest, on the test split (AUC per class in the table above)."
     return Section("ROC", (Picture(caption, roc_figure(inputs.curves.roc, auc)),))
 
@@ -247,7 +245,8 @@ def calibration_section(inputs: CardInputs) -> Section:
     had for a single model only: an ensemble averages probabilities each at its own temperature."""
     bins = inputs.params.evaluate.calibration_bins
     temperatures = [member.temperature for member in inputs.model.per_model]
-    after_ece = inputs.evaluation["test"]["ece"]
+    test = inputs.evaluation.test
+    after_ece = test.ece
     text = f"Expected calibration error ({bins} equal-width confidence bins): "
     before = None
     if all(t == 1.0 for t in temperatures):
@@ -255,11 +254,9 @@ def calibration_section(inputs: CardInputs) -> Section:
     elif len(temperatures) > 1:
         text += f"{number(after_ece)} after the fold models' temperatures; before them it cannot be had from "
         text += "the averaged probabilities."
-    elif inputs.evaluation["test"].get("tta", "none") != "none":
+    elif test.tta != "none":
         text += f"{number(after_ece)} after the temperature; before it cannot be had from probabilities "
-        text += (
-            f"averaged over the test-time augmentation's views (`evaluate.tta: {inputs.evaluation['test']['tta']}`)."
-        )
+        text += f"averaged over the test-time augmentation's views (`evaluate.tta: {test.tta}`)."
     else:
         before_ece, before = before_temperature(inputs.predictions, list(inputs.model.classes), temperatures[0], bins)
         text += f"{number(before_ece)} before the temperature, {number(after_ece)} after it (T = "
@@ -275,7 +272,7 @@ def calibration_section(inputs: CardInputs) -> Section:
 
 def unknown_section(inputs: CardInputs) -> Section:
     """The unknown score's threshold and the share of test images it calls unknown."""
-    threshold, rate = inputs.model.unknown_threshold, inputs.evaluation["test"].get("unknown_rate")
+    threshold, rate = inputs.model.unknown_threshold, inputs.evaluation.test.unknown_rate
     if threshold is None:
         return Section("Unknown score", ("The model file holds no unknown threshold (written before it existed).",))
     source = "the out-of-fold predictions of train+val" if inputs.model.is_ensemble else "the validation split"
@@ -288,49 +285,56 @@ def unknown_section(inputs: CardInputs) -> Section:
     return Section("Unknown score", (text,))
 
 
-def cv_section(cv: dict) -> Section:
+def cv_section(cv: CrossValidation) -> Section:
     """eval.json's `cv`: each fold model's test figures, their mean and spread, the out-of-fold estimate."""
-    figures = list(cv["test_mean"])
-    header = ("fold", "best epoch", "val balanced accuracy", *(f"test {name}" for name in figures))
+    header = ("fold", "best epoch", "val balanced accuracy", *(f"test {name}" for name in FoldFigures.model_fields))
     rows = [
-        (fold, number(entry.get("epoch")), number(entry.get("val_balanced_accuracy")))
-        + tuple(number(entry["test"].get(name)) for name in figures)
-        for fold, entry in cv["folds"].items()
+        (fold, number(entry.epoch), number(entry.val_balanced_accuracy), *fold_cells(entry.test))
+        for fold, entry in cv.folds.items()
     ]
-    rows += [(label, "", "", *(number(cv[key].get(name)) for name in figures)) for label, key in SUMMARY_ROWS]
-    oof = cv.get("out_of_fold") or {}
+    rows += [
+        (label, "", "", *fold_cells(figures))
+        for label, figures in (("mean", cv.test_mean), ("standard deviation", cv.test_std))
+    ]
+    oof = cv.out_of_fold
     text = (
         f"Out-of-fold estimate on train+val (each image predicted by the fold model that validated on it): "
-        f"balanced accuracy {number(oof.get('balanced_accuracy'))}, accuracy {number(oof.get('accuracy'))}, "
-        f"{oof.get('images', 'n/a')} images."
+        f"balanced accuracy {number(oof.balanced_accuracy)}, accuracy {number(oof.accuracy)}, {oof.images} images."
     )
     return Section("Cross-validation", (Table(header, tuple(rows)), text))
+
+
+def fold_cells(figures: FoldFigures) -> tuple[str, ...]:
+    """The fold figures as table cells, in FoldFigures' order."""
+    return tuple(number(value) for _, value in figures)
 
 
 ATTRIBUTES = {"age": "age band", "sex": "sex", "site": "anatomical site"}
 
 
-def subgroups_section(test: dict) -> Section:
+def subgroups_section(test: TestReport) -> Section:
     """eval.json's `test.subgroups`: a table per attribute, each group's images and balanced
     accuracy with its interval, or too small to score."""
-    subgroups = test["subgroups"]
+    subgroups = test.subgroups
     text = (
-        f"Balanced accuracy by the metadata of the test images (overall {number(test['balanced_accuracy'])}); a "
-        f'group with fewer than {subgroups["min_images"]} images is counted, not scored. "below" marks a group '
+        f"Balanced accuracy by the metadata of the test images (overall {number(test.balanced_accuracy)}); a "
+        f'group with fewer than {subgroups.min_images} images is counted, not scored. "below" marks a group '
         "whose whole 95% interval lies below the overall figure."
     )
     blocks: list[Block] = [text]
-    for attribute, label in ATTRIBUTES.items():
+    for attribute, groups in subgroups.by_attribute().items():
         rows = []
-        for group, entry in subgroups[attribute].items():
-            if not entry["images"]:
+        for group, entry in groups.items():
+            if not entry.images:
                 continue
-            if entry["too_small"]:
-                rows.append((group, str(entry["images"]), "too small", "", ""))
+            if entry.too_small:
+                rows.append((group, str(entry.images), "too small", "", ""))
                 continue
-            below = "below" if entry["below_overall"] else ""
-            rows.append((group, str(entry["images"]), number(entry["balanced_accuracy"]), interval(entry), below))
-        blocks.append(Table((label, "test images", "balanced accuracy", "95% interval", ""), tuple(rows)))
+            below = "below" if entry.below_overall else ""
+            rows.append((group, str(entry.images), number(entry.balanced_accuracy), interval(entry), below))
+        blocks.append(
+            Table((ATTRIBUTES[attribute], "test images", "balanced accuracy", "95% interval", ""), tuple(rows))
+        )
     return Section("Subgroups", tuple(blocks))
 
 
@@ -356,31 +360,31 @@ def panel_caption(name: str) -> str:
 
 def limitations(inputs: CardInputs) -> list[str]:
     """What the numbers say the model cannot be trusted for."""
-    test = inputs.evaluation["test"]
+    test = inputs.evaluation.test
     found = []
     if inputs.synthetic:
         found.append("Synthetic data: trained and tested on synthetic images; its figures say nothing of real lesions.")
     if inputs.params.model.weights == "none":
         found.append("No pretrained weights (`model.weights: none`): trained from a random initialisation.")
-    few = {name: f["support"] for name, f in test["per_class"].items() if f["support"] < FEW_TEST_IMAGES}
+    few = {name: f.support for name, f in test.per_class.items() if f.support < FEW_TEST_IMAGES}
     if few:
         found.append(
             f"Fewer than {FEW_TEST_IMAGES} test images: {listing(few)}; their precision, recall and AUC rest on "
             "a handful of images."
         )
-    low, high = test["balanced_accuracy_ci95_low"], test["balanced_accuracy_ci95_high"]
+    low, high = test.balanced_accuracy_ci95_low, test.balanced_accuracy_ci95_high
     if high - low > WIDE_INTERVAL:
         found.append(
             f"Wide interval: the 95% interval of balanced accuracy is {number(high - low)} wide ({number(low)} to "
             f"{number(high)}), wider than {WIDE_INTERVAL}: this test split cannot tell apart settings that differ "
             "by less."
         )
+    by_attribute = test.subgroups.by_attribute() if test.subgroups else {}
     below = [
         f"{attribute} {group}"
-        for attribute, groups in test.get("subgroups", {}).items()
-        if isinstance(groups, dict)
+        for attribute, groups in by_attribute.items()
         for group, entry in groups.items()
-        if entry.get("below_overall")
+        if entry.below_overall
     ]
     if below:
         found.append(
@@ -389,17 +393,17 @@ def limitations(inputs: CardInputs) -> list[str]:
             "a lead to check on more images)."
         )
     worse = [
-        f"{name} ({number(report['balanced_accuracy'])}, interval {interval(report)})"
+        f"{name} ({number(report.balanced_accuracy)}, interval {interval(report)})"
         for name, report in inputs.external.items()
-        if report["balanced_accuracy_ci95_high"] < test["balanced_accuracy"]
+        if report.balanced_accuracy_ci95_high < test.balanced_accuracy
     ]
     if worse:
         found.append(
             f"Worse on images from elsewhere: the 95% interval of balanced accuracy lies wholly below the test "
-            f"split's {number(test['balanced_accuracy'])} on {', '.join(worse)}; the test split, from the training "
+            f"split's {number(test.balanced_accuracy)} on {', '.join(worse)}; the test split, from the training "
             "images' source, overstates what to expect of other sources."
         )
-    missed = [name for name, f in test["per_class"].items() if f["support"] and f["recall"] == 0]
+    missed = [name for name, f in test.per_class.items() if f.support and f.recall == 0]
     if missed:
         found.append(f"Never recognised on the test split (recall 0): {', '.join(missed)}.")
     return found
@@ -454,19 +458,19 @@ def build_card(inputs: CardInputs) -> Card:
         calibration_section(inputs),
         unknown_section(inputs),
     ]
-    if "cv" in evaluation:
-        sections.append(cv_section(evaluation["cv"]))
-    if "subgroups" in evaluation["test"]:
-        sections.append(subgroups_section(evaluation["test"]))
+    if evaluation.cv is not None:
+        sections.append(cv_section(evaluation.cv))
+    if evaluation.test.subgroups is not None:
+        sections.append(subgroups_section(evaluation.test))
     sections += [
         gradcam_section(inputs),
         limitations_section(inputs),
         reproduce_section(inputs),
     ]
-    test = evaluation["test"]
+    test = evaluation.test
     data = "the synthetic sample" if inputs.synthetic else "ISIC 2019"
     summary = (
         f"`{inputs.model_file}`: {inputs.model.arch} trained on {data}; balanced accuracy "
-        f"{number(test['balanced_accuracy'])} on {test['images']} test images. For research, not diagnosis."
+        f"{number(test.balanced_accuracy)} on {test.images} test images. For research, not diagnosis."
     )
     return Card(f"Model card: {inputs.model.arch} skin-lesion classifier", summary, tuple(sections))

@@ -10,6 +10,7 @@ model's test figures beside the ensemble's, with their mean and standard deviati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from skinlesion.config import View
 from skinlesion.data.folds import fold_manifests
 from skinlesion.errors import DataError
 from skinlesion.evaluation.metrics import balanced_accuracy, classification_report
+from skinlesion.evaluation.report_schema import CrossValidation, FoldFigures, FoldReport, OutOfFold
 from skinlesion.model.checkpoint import build_checkpoint, predict_rows, read_checkpoint
 from skinlesion.model.device import TrainingDevice, on_device
 from skinlesion.model.info import SHARED, ModelInfo
@@ -28,8 +30,6 @@ from skinlesion.model.unknown import unknown_scores, unknown_threshold
 
 # the validation curves that fold_curves gathers from each fold's DVCLive folder
 CURVES = ("balanced_accuracy", "loss", "accuracy")
-# the test figures reported for each fold model, and their mean and standard deviation
-FOLD_FIGURES = ("balanced_accuracy", "accuracy", "macro_f1", "macro_auc", "ece")
 
 
 class ValidationPredictions(TrainingDevice):
@@ -115,25 +115,38 @@ def fold_curves(live: Path, folds: list[int]) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)[["step", "fold", *CURVES]]
 
 
-def fold_test_figures(folds_logs: np.ndarray, y_true: np.ndarray, info: ModelInfo, bins: int) -> dict:
+def cross_validation(folds_logs: np.ndarray, y_true: np.ndarray, info: ModelInfo, bins: int) -> CrossValidation:
     """eval.json's `cv`: each fold model's test figures (`folds_logs`: their log class
     probabilities, (folds, N, C), from fold_predictions), their mean and sample standard
     deviation over the folds, and the out-of-fold estimate the ensemble stage measured on
     train+val (no test image in it). `info` is the ensemble's."""
     folds = {}
     for fold, (logs, member) in enumerate(zip(folds_logs, info.members)):
-        report = classification_report(y_true, np.exp(logs), info.classes, bins)
-        folds[str(fold)] = {
-            "test": {name: report[name] for name in FOLD_FIGURES},
-            "epoch": member.epoch,
-            "val_balanced_accuracy": member.val_balanced_accuracy,
-        }
-    values = {
-        name: [fold["test"][name] for fold in folds.values() if fold["test"][name] is not None] for name in FOLD_FIGURES
+        folds[str(fold)] = FoldReport(
+            test=FoldFigures.of(classification_report(y_true, np.exp(logs), info.classes, bins)),
+            epoch=member.epoch,
+            val_balanced_accuracy=member.val_balanced_accuracy,
+        )
+    tests = [report.test for report in folds.values()]
+    return CrossValidation(
+        folds=folds,
+        test_mean=_over_folds(tests, np.mean, fewest=1),
+        test_std=_over_folds(tests, lambda values: np.std(values, ddof=1), fewest=2),
+        out_of_fold=OutOfFold(**info.out_of_fold),
+    )
+
+
+def _over_folds(tests: list[FoldFigures], statistic: Callable, *, fewest: int) -> FoldFigures:
+    """Each figure's `statistic` over the folds that have it (None where fewer than `fewest` do)."""
+    found = {
+        name: [value for test in tests if (value := getattr(test, name)) is not None]
+        for name in FoldFigures.model_fields
     }
-    return {
-        "folds": folds,
-        "test_mean": {name: float(np.mean(found)) if found else None for name, found in values.items()},
-        "test_std": {name: float(np.std(found, ddof=1)) if len(found) > 1 else None for name, found in values.items()},
-        "out_of_fold": dict(info.out_of_fold),
-    }
+    return FoldFigures(
+        **{name: float(statistic(values)) if len(values) >= fewest else None for name, values in found.items()}
+    )
+
+
+def fold_test_figures(folds_logs: np.ndarray, y_true: np.ndarray, info: ModelInfo, bins: int) -> dict:
+    """cross_validation as the JSON it is written as (what tests/test_cv_figures.py reads)."""
+    return cross_validation(folds_logs, y_true, info, bins).model_dump()

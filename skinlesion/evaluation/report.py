@@ -4,7 +4,8 @@ bootstrap interval over lesions), one row of predictions per image, and the curv
 Probabilities use the model file's temperature (1 when it has none) and evaluate.tta. With the
 model file's unknown threshold, `test.unknown_rate` is the share of test images (all of known
 classes) that the unknown score would call unknown. For the fold models' ensemble `test` is the
-ensemble's, and `cv` holds each fold model's figures (skinlesion.evaluation.cv).
+ensemble's, and `cv` holds each fold model's figures (skinlesion.evaluation.cv). The report is
+skinlesion.evaluation.report_schema's EvalReport, as written to metrics/eval.json.
 
 Its params section `evaluate` is skinlesion.evaluation.params's.
 """
@@ -22,9 +23,16 @@ from torch.utils.data import DataLoader
 from skinlesion.atomic import atomic_dir, atomic_file
 from skinlesion.config import View
 from skinlesion.data.split import lesion_groups
-from skinlesion.evaluation.cv import fold_test_figures
-from skinlesion.evaluation.metrics import bootstrap_interval, classification_report, one_vs_rest_curves, reliability
+from skinlesion.evaluation.cv import cross_validation
+from skinlesion.evaluation.metrics import (
+    balanced_accuracy,
+    bootstrap_interval,
+    classification_report,
+    one_vs_rest_curves,
+    reliability,
+)
 from skinlesion.evaluation.params import ScoringParams
+from skinlesion.evaluation.report_schema import EvalReport, FoldEnsemble, SingleModel, TestReport
 from skinlesion.evaluation.subgroups import subgroup_report
 from skinlesion.model.checkpoint import model_dataset
 from skinlesion.model.device import TrainingDevice
@@ -48,7 +56,7 @@ class Scores:
     log_probabilities: np.ndarray  # (N, C)
     y_true: np.ndarray  # (N,) class indices
     loss: float  # mean cross-entropy of the reported probabilities
-    model: dict  # eval.json's `model`
+    model: SingleModel | FoldEnsemble  # eval.json's `model`, less the unknown threshold
     folds_logs: np.ndarray | None = None  # (folds, N, C) for the fold models' ensemble: each fold model's
 
 
@@ -58,17 +66,17 @@ def score_model(model: torch.nn.Module, info: ModelInfo, loader: DataLoader, dev
     probabilities are their mean; `folds_logs` keeps the folds' own for fold_test_figures."""
     if not info.is_ensemble:
         log_probabilities, y_true, loss = predict(model, loader, device, tta, info.temperature)
-        described = {
-            "epoch": info.epoch,
-            "val_balanced_accuracy": info.val_balanced_accuracy,
-            "temperature": info.temperature,
-            "metadata": info.uses_metadata,
-        }
+        described = SingleModel(
+            epoch=info.epoch,
+            val_balanced_accuracy=info.val_balanced_accuracy,
+            temperature=info.temperature,
+            metadata=info.uses_metadata,
+        )
         return Scores(log_probabilities, y_true, loss, described)
     folds_logs, y_true = fold_predictions(model, loader, device, tta)
     log_probabilities = mean_probability(torch.from_numpy(folds_logs)).numpy()
     loss = float(-log_probabilities[np.arange(len(y_true)), y_true].mean())
-    described = {"folds": len(info.members), "metadata": info.uses_metadata}
+    described = FoldEnsemble(folds=len(info.members), metadata=info.uses_metadata)
     return Scores(log_probabilities, y_true, loss, described, folds_logs)
 
 
@@ -80,7 +88,7 @@ def score_images(
     manifest: pd.DataFrame,
     where: str,
     params: ScoringParams,
-) -> tuple[dict, Scores]:
+) -> tuple[EvalReport, Scores]:
     """eval_metrics of the images of `manifest` (in prepare-split's arrays in `folder`; `where`
     names the manifest in errors), and the Scores they come from."""
     dataset = model_dataset(folder, manifest, info, where)
@@ -100,21 +108,21 @@ def write_predictions(
         write_curves(scores.y_true, probabilities, info.classes, params.calibration_bins, tmp)
 
 
-def eval_metrics(manifest: pd.DataFrame, scores: Scores, info: ModelInfo, params: ScoringParams) -> dict:
-    """eval.json: `test` (evaluation_report, the loss, the TTA and, when the model has an
+def eval_metrics(manifest: pd.DataFrame, scores: Scores, info: ModelInfo, params: ScoringParams) -> EvalReport:
+    """eval.json: `test` (evaluation_report, with the loss, the TTA and, when the model has an
     unknown threshold, `unknown_rate`), `model`, and for an ensemble `cv`."""
     probabilities = np.exp(scores.log_probabilities)
-    classes = info.classes
-    report = {**evaluation_report(manifest, scores.y_true, probabilities, classes, params), "loss": scores.loss}
-    report["tta"] = params.tta
-    described = dict(scores.model)
+    described, unknown_rate = scores.model, None
     if info.unknown_threshold is not None:  # test images are all of known classes: the share called unknown wrongly
-        report["unknown_rate"] = float((unknown_scores(probabilities) > info.unknown_threshold).mean())
-        described["unknown_threshold"] = info.unknown_threshold
-    metrics = {"test": report, "model": described}
+        unknown_rate = float((unknown_scores(probabilities) > info.unknown_threshold).mean())
+        described = described.model_copy(update={"unknown_threshold": info.unknown_threshold})
+    test = evaluation_report(
+        manifest, scores.y_true, probabilities, info.classes, params, loss=scores.loss, unknown_rate=unknown_rate
+    )
+    cv = None
     if scores.folds_logs is not None:
-        metrics["cv"] = fold_test_figures(scores.folds_logs, scores.y_true, info, params.calibration_bins)
-    return metrics
+        cv = cross_validation(scores.folds_logs, scores.y_true, info, params.calibration_bins)
+    return EvalReport(test=test, model=described, cv=cv)
 
 
 def evaluation_report(
@@ -123,25 +131,34 @@ def evaluation_report(
     probabilities: np.ndarray,
     classes: tuple[str, ...],
     params: ScoringParams,
-) -> dict:
+    *,
+    loss: float,
+    unknown_rate: float | None = None,
+) -> TestReport:
     """The test metrics: balanced accuracy and its interval first, then the classification
-    report, then the subgroups (by age band, sex and site)."""
-    report = classification_report(y_true, probabilities, classes, params.calibration_bins)
+    report, then the subgroups (by age band, sex and site), the loss, the TTA and the unknown rate."""
     y_pred, lesions = probabilities.argmax(axis=1), lesion_groups(manifest).to_numpy()
     resampling = {"resamples": params.bootstrap_resamples, "seed": params.seed}
     low, high = bootstrap_interval(y_true, y_pred, lesions, len(classes), **resampling)
-    headline = {"balanced_accuracy": report.pop("balanced_accuracy")}
-    report["subgroups"] = subgroup_report(
+    subgroups = subgroup_report(
         manifest,
         y_true,
         y_pred,
         lesions,
         classes,
-        overall=headline["balanced_accuracy"],
+        overall=balanced_accuracy(y_true, y_pred, len(classes)),
         min_images=params.subgroup_min_images,
         **resampling,
     )
-    return {**headline, "balanced_accuracy_ci95_low": low, "balanced_accuracy_ci95_high": high, **report}
+    return TestReport(
+        **classification_report(y_true, probabilities, classes, params.calibration_bins),
+        balanced_accuracy_ci95_low=low,
+        balanced_accuracy_ci95_high=high,
+        subgroups=subgroups,
+        loss=loss,
+        tta=params.tta,
+        unknown_rate=unknown_rate,
+    )
 
 
 def predictions_table(manifest: pd.DataFrame, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:

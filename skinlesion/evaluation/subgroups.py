@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from skinlesion.evaluation.metrics import balanced_accuracy, bootstrap_interval, recalls
+from skinlesion.evaluation.report_schema import SubgroupFigures, Subgroups
 
 UNKNOWN = "unknown"
 AGE_BANDS = ("under_30", "30_to_60", "over_60", UNKNOWN)
@@ -66,33 +67,34 @@ def subgroup_report(
     min_images: int,
     resamples: int,
     seed: int,
-) -> dict:
+) -> Subgroups:
     """eval.json's `subgroups`: the minimum, then per attribute and group (age bands in order,
     other groups by name, unknown last) the images and, for a group of at least `min_images`,
     balanced accuracy, its interval (`resamples` lesion resamples, `seed`), whether the
     interval lies wholly below `overall`, and recall of each class the group has."""
-    report: dict = {"min_images": min_images}
+    by_attribute = {}
     for attribute, labels in groups(manifest).items():
         labels = labels.to_numpy()
-        present = set(labels)
-        order = AGE_BANDS if attribute == "age" else sorted(present - {UNKNOWN}) + [UNKNOWN]
-        report[attribute] = {}
+        order = AGE_BANDS if attribute == "age" else sorted(set(labels) - {UNKNOWN}) + [UNKNOWN]
+        by_attribute[attribute] = {}
         for group in order:
             rows = np.flatnonzero(labels == group)
-            entry: dict = {"images": int(len(rows)), "too_small": len(rows) < min_images}
-            if not entry["too_small"]:
-                truth, predicted = y_true[rows], y_pred[rows]
-                score = balanced_accuracy(truth, predicted, len(classes))
-                low, high = bootstrap_interval(
-                    truth, predicted, lesions[rows], len(classes), resamples=resamples, seed=seed
-                )
-                recall = recalls(truth, predicted, len(classes))
-                entry |= {
-                    "balanced_accuracy": score,
-                    "balanced_accuracy_ci95_low": low,
-                    "balanced_accuracy_ci95_high": high,
-                    "below_overall": bool(high < overall),
-                    "recall": {name: float(recall[k]) for k, name in enumerate(classes) if not np.isnan(recall[k])},
-                }
-            report[attribute][group] = entry
-    return report
+            if len(rows) < min_images:
+                by_attribute[attribute][group] = SubgroupFigures(images=len(rows), too_small=True)
+                continue
+            truth, predicted = y_true[rows], y_pred[rows]
+            low, high = bootstrap_interval(
+                truth, predicted, lesions[rows], len(classes), resamples=resamples, seed=seed
+            )
+            recall = recalls(truth, predicted, len(classes))
+            by_attribute[attribute][group] = SubgroupFigures(
+                images=len(rows),
+                too_small=False,
+                balanced_accuracy=balanced_accuracy(truth, predicted, len(classes)),
+                balanced_accuracy_ci95_low=low,
+                balanced_accuracy_ci95_high=high,
+                below_overall=bool(high < overall),
+                # a class the group has no image of has no recall (NaN): left out
+                recall={name: float(recall[k]) for k, name in enumerate(classes) if not np.isnan(recall[k])},
+            )
+    return Subgroups(min_images=min_images, **by_attribute)

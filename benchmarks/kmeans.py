@@ -45,7 +45,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     params = SamplingParams(
-        majority_classes=("NV",), majority_target=args.target, minority_target=1, kmeans_clusters=8, seed=0
+        majority_classes=("NV",),
+        majority_target=args.target,
+        minority_target=1,
+        undersample="kmeans",
+        oversample=True,
+        kmeans_clusters=8,
+        seed=0,
     )
 
     def project_seconds(images: np.ndarray, count: int, target: int) -> float:

@@ -36,7 +36,8 @@ def main() -> None:
     params = load_params(OversampleRun)
 
     kept = read_manifest(args.kept)
-    balanced = balanced_manifest(kept, oversample_plan(kept, params.sampling.targets(), params.augmentation.seed))
+    targets = params.sampling.targets() if params.sampling.oversample else {}
+    balanced = balanced_manifest(kept, oversample_plan(kept, targets, params.augmentation.seed))
     plot_grid(balanced, args.prepared, params.augmentation, args.plot)
     with atomic_file(args.out) as tmp:
         write_manifest(balanced, tmp)

@@ -88,7 +88,7 @@ def test_a_profile_runs_as_one_dvc_exp_run_with_a_set_per_key():
             [0.2, 0.2, 0.2, 0.9],
             "augmentation.color_jitter: values must be >= 0 and hue",
         ),
-        ("model", "name", "vgg16", "model.name: unknown value 'vgg16'; choose one of 'densenet121', 'resnet50' or"),
+        ("model", "name", "vgg16", "model.name: unknown value 'vgg16'; choose one of 'densenet121', 'resnet50', 'effi"),
         ("model", "num_classes", 9, "model.num_classes: unknown value 9; choose one of 8"),
     ],
 )

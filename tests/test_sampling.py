@@ -60,7 +60,13 @@ def test_pick_within_clusters_keeps_proportions():
 def test_undersample_hits_targets_exactly_and_keeps_cluster_shares():
     manifest, images = _training_set({"NV": 90, "MEL": 41, "DF": 7})
     params = SamplingParams(
-        majority_classes=("NV", "MEL"), majority_target=40, minority_target=10, kmeans_clusters=4, seed=0
+        majority_classes=("NV", "MEL"),
+        majority_target=40,
+        minority_target=10,
+        undersample="kmeans",
+        oversample=True,
+        kmeans_clusters=4,
+        seed=0,
     )
     before = manifest.copy()
     kept, info = undersample(manifest, images, params)
@@ -72,6 +78,27 @@ def test_undersample_hits_targets_exactly_and_keeps_cluster_shares():
         kept_sizes = np.bincount(entry["assignment"][entry["kept"]], minlength=len(sizes))
         share = sizes * entry["kept"].sum() / sizes.sum()
         assert (np.abs(kept_sizes - share) < 1).all()
+
+
+@pytest.mark.parametrize("method", ["random", "none"])
+def test_random_undersampling_draws_uniformly_and_none_keeps_every_image(method):
+    manifest, images = _training_set({"NV": 90, "MEL": 41, "DF": 7})
+    params = SamplingParams(
+        majority_classes=("NV", "MEL"),
+        majority_target=40,
+        minority_target=10,
+        undersample=method,
+        oversample=True,
+        kmeans_clusters=4,
+        seed=0,
+    )
+    kept, info = undersample(manifest, images, params)
+    if method == "none":
+        pd.testing.assert_frame_equal(kept, manifest)
+        assert info == {}
+    else:
+        assert kept["label"].value_counts().to_dict() == {"NV": 40, "MEL": 40, "DF": 7}
+        assert all(entry["assignment"].max() == 0 for entry in info.values())  # one cluster: a uniform draw
 
 
 def test_features_reduce_images_chunk_by_chunk():
@@ -144,7 +171,13 @@ def test_published_targets_on_the_real_training_split(shared_data):
     manifest = assign_rows(labels, split).query("split == 'train'").reset_index(drop=True)
     images = np.random.default_rng(0).integers(0, 256, (len(manifest), 16, 16, 3), dtype=np.uint8)
     params = SamplingParams(
-        majority_classes=("NV", "MEL"), majority_target=3500, minority_target=1500, kmeans_clusters=8, seed=42
+        majority_classes=("NV", "MEL"),
+        majority_target=3500,
+        minority_target=1500,
+        undersample="kmeans",
+        oversample=True,
+        kmeans_clusters=8,
+        seed=42,
     )
     before = class_counts(manifest["label"])
     assert before["NV"] > 3500 and before["BCC"] > 1500 and before["MEL"] < 3500 and before["DF"] < 1500

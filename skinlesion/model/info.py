@@ -30,7 +30,7 @@ SHARED = ("arch", "classes", "image_size", "crop_border", "color_constancy", "me
 class ModelInfo:
     """A single model's, or the fold models' ensemble's, description (field order: the stored order)."""
 
-    arch: str  # a key of skinlesion.model.architectures.ARCHITECTURES
+    arch: str  # one of skinlesion.model.architectures.ARCHITECTURES
     classes: tuple[str, ...]  # the order of its outputs
     image_size: int  # pixels of the square input
     crop_border: bool = False  # the dermoscope frame cropped before resizing
@@ -38,6 +38,7 @@ class ModelInfo:
     mean: tuple[float, ...]  # per-channel normalisation of [0, 1] pixels
     std: tuple[float, ...]
     metadata: tuple[str, ...] = ()  # the metadata features it takes (skinlesion.data.metadata.FEATURES), or none
+    weights_source: str = ""  # where its pretrained weights came from (architectures.describe_weights)
     epoch: int | None = None  # the best epoch on validation (a single model's)
     val_balanced_accuracy: float | None = None
     val_accuracy: float | None = None

@@ -58,9 +58,12 @@ def image_features(images: ManifestImages | np.ndarray, rows: np.ndarray, chunk:
 
 
 def cluster(features: np.ndarray, n_clusters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """K-Means on PCA-reduced features: (cluster index per row, 2-D PCA coordinates for plots)."""
+    """K-Means on PCA-reduced features: (cluster index per row, 2-D PCA coordinates for plots).
+    With one cluster every row is in it: a uniform draw (sampling.undersample: random)."""
     n_components = min(FEATURE_DIMS, *features.shape)
     reduced = PCA(n_components=n_components, random_state=seed).fit_transform(features)
+    if n_clusters == 1:
+        return np.zeros(len(features), dtype=np.int32), reduced[:, :2]
     n_clusters = min(n_clusters, len(features))
     assignment = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed).fit_predict(reduced)
     return assignment, reduced[:, :2]
@@ -103,12 +106,15 @@ def undersample(
     """
     keep = np.ones(len(manifest), dtype=bool)
     info = {}
+    if params.undersample == "none":
+        return manifest.copy(), info
+    clusters = params.kmeans_clusters if params.undersample == "kmeans" else 1
     for label, target in params.targets().items():
         positions = np.flatnonzero(manifest["label"].to_numpy() == label)
         if len(positions) <= target:
             continue
         features = image_features(images, positions)
-        assignment, coords = cluster(features, params.kmeans_clusters, params.seed)
+        assignment, coords = cluster(features, clusters, params.seed)
         kept = np.zeros(len(positions), dtype=bool)
         kept[pick_within_clusters(assignment, target, params.seed)] = True
         keep[positions[~kept]] = False

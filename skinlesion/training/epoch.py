@@ -15,6 +15,7 @@ from tqdm import tqdm
 from skinlesion.classes import CLASSES
 from skinlesion.errors import TrainingError
 from skinlesion.evaluation.metrics import balanced_accuracy
+from skinlesion.model.architectures import freeze_backbone_statistics
 from skinlesion.model.device import autocast_dtype, memory_format
 from skinlesion.model.inference import forward, predict
 from skinlesion.seeding import seed_everything
@@ -79,6 +80,8 @@ def train_one_epoch(
     """One pass over the training loader; returns its epoch_scores. With several processes the
     figures cover all of them (DistributedSampler repeats a few images to even the shares)."""
     trainer.model.train()
+    if settings.backbone_lr_factor == 0:
+        freeze_backbone_statistics(trainer.net)
     device, dtype = trainer.device, autocast_dtype(trainer.device, settings.precision)
     loss_sum, predictions, targets = 0.0, [], []
 

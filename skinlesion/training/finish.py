@@ -15,26 +15,28 @@ from torch import nn
 from skinlesion.classes import CLASSES
 from skinlesion.data.folds import FoldData
 from skinlesion.data.metadata import FEATURES
+from skinlesion.model.architectures import describe_weights, normalization
 from skinlesion.model.checkpoint import load_for_inference, predict_rows, save_checkpoint
 from skinlesion.model.inference import fit_temperature
 from skinlesion.model.info import ModelInfo
 from skinlesion.model.unknown import KEEP_KNOWN, unknown_scores, unknown_threshold
 from skinlesion.training.params import TrainingParams, TrainRun
-from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
 
 def save_model(path: Path, net: nn.Module, params: TrainRun, best: dict) -> None:
     """The model file: weights, and what inference needs to preprocess images as training saw them."""
+    mean, std = normalization(params.model.name)
     info = ModelInfo(
         arch=params.model.name,
         classes=CLASSES,
         image_size=params.prepare.image_size,
         crop_border=params.prepare.crop_border,
         color_constancy=params.prepare.color_constancy,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+        mean=mean,
+        std=std,
+        weights_source=describe_weights(params.model.name, params.model.weights),
         metadata=FEATURES if params.model.use_metadata else (),
         **best,
     )

@@ -17,6 +17,7 @@ from skinlesion.data.arrays import read_manifest
 from skinlesion.data.dataset import ImageArrayDataset
 from skinlesion.data.folds import FoldData
 from skinlesion.data.metadata import encode_metadata
+from skinlesion.model.architectures import normalization
 from skinlesion.training.distributed import World
 from skinlesion.training.params import TrainRun
 from skinlesion.transforms.augment import for_real_images, train_transform
@@ -72,16 +73,17 @@ def build_loaders(
     oversampled copy is its source image, augmented afresh each epoch.
     """
     settings, size, augmentation = params.training, params.prepare.image_size, params.augmentation
+    mean, std = normalization(params.model.name)
     transform, copy_transform = v2.Identity(), None
     if not on_device:
-        transform = train_transform(params=for_real_images(augmentation), size=size)
+        transform = train_transform(params=for_real_images(augmentation), size=size, mean=mean, std=std)
         if augmentation.real_images != "augment":
-            copy_transform = train_transform(params=augmentation, size=size)
+            copy_transform = train_transform(params=augmentation, size=size, mean=mean, std=std)
     manifest, use_metadata = read_manifest(data.balanced), params.model.use_metadata
     metadata = encode_metadata(manifest, str(data.balanced)) if use_metadata else None
     train_set = ImageArrayDataset(data.prepared, manifest, transform, copy_transform, metadata)
     val_metadata = encode_metadata(data.validation, data.where) if use_metadata else None
-    val_set = ImageArrayDataset(data.prepared, data.validation, normalize(), metadata=val_metadata)
+    val_set = ImageArrayDataset(data.prepared, data.validation, normalize(mean=mean, std=std), metadata=val_metadata)
     warning = crowded_cores(
         settings.num_workers, int(os.environ.get("LOCAL_WORLD_SIZE", world.size)), available_cores()
     )

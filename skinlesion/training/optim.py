@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from skinlesion.model.architectures import backbone_parameters, head
 from skinlesion.model.device import autocast_dtype
 from skinlesion.training.params import TrainingParams
 
@@ -53,9 +54,30 @@ def learning_rate_factor(epoch: int, settings: TrainingParams) -> float:
 def make_optimizer(
     model: nn.Module, settings: TrainingParams
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """Adam (the published optimiser) and a per-epoch schedule of its learning rate."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: learning_rate_factor(epoch, settings))
+    """Adam (the published optimiser) and a per-epoch schedule of its learning rate.
+
+    With training.backbone_lr_factor below 1 or head_warmup_epochs, the new head (group 0)
+    and the pretrained backbone (group 1) learn at their own rates: the backbone at the factor
+    times the head's, and not at all in the warm-up epochs. A frozen backbone (factor 0) is
+    left out of the optimiser."""
+
+    def schedule(epoch: int) -> float:
+        return learning_rate_factor(epoch, settings)
+
+    if settings.backbone_lr_factor == 1 and not settings.head_warmup_epochs:
+        groups, schedules = [{"params": list(model.parameters())}], [schedule]
+    else:
+        groups, schedules = [{"params": list(head(model).parameters())}], [schedule]
+        if settings.backbone_lr_factor:
+
+            def backbone_schedule(epoch: int) -> float:
+                warm = epoch >= settings.head_warmup_epochs
+                return settings.backbone_lr_factor * warm * learning_rate_factor(epoch, settings)
+
+            groups.append({"params": list(backbone_parameters(model))})
+            schedules.append(backbone_schedule)
+    optimizer = torch.optim.Adam(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
     return optimizer, scheduler
 
 

@@ -39,6 +39,13 @@ class TrainingParams(Section):
     lr_schedule: Literal["constant", "cosine"] = Field(description="constant (published), or cosine after warmup")
     warmup_epochs: int = Field(ge=0, description="linear warmup epochs of the cosine schedule")
     weight_decay: float = Field(ge=0, description="Adam's L2 penalty")
+    backbone_lr_factor: float = Field(
+        ge=0,
+        le=1,
+        description="the pretrained backbone's learning rate as a fraction of learning_rate (the new head's); "
+        "0 freezes it, BatchNorm statistics included: only the head learns (a linear probe)",
+    )
+    head_warmup_epochs: int = Field(ge=0, description="first epochs in which only the new head learns")
     loss: Literal["cross_entropy", "weighted_cross_entropy", "focal"] = Field(
         description="cross_entropy (published), weighted_cross_entropy (inverse class frequency), focal"
     )
@@ -64,6 +71,8 @@ class TrainingParams(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingParams:
+        if self.head_warmup_epochs >= self.epochs:
+            raise ValueError(f"head_warmup_epochs: must be within [0, epochs), got {self.head_warmup_epochs}")
         if self.warmup_epochs >= self.epochs:
             raise ValueError(f"warmup_epochs: must be within [0, epochs), got {self.warmup_epochs}")
         if self.batch_size % self.processes:

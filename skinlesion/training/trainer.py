@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from skinlesion.classes import CLASSES
 from skinlesion.data.folds import FoldData
 from skinlesion.data.metadata import FEATURES
-from skinlesion.model.architectures import build_model
+from skinlesion.model.architectures import backbone_parameters, build_model, normalization
 from skinlesion.model.device import compile_model, configure_backends, on_device, select_device
 from skinlesion.training.distributed import World, cuda_device
 from skinlesion.training.loaders import build_loaders
@@ -78,6 +78,9 @@ def assemble_trainer(
     settings = params.training
     metadata_features = len(FEATURES) if params.model.use_metadata else 0
     net = build_model(params.model.name, params.model.num_classes, params.model.weights, metadata_features)
+    if settings.backbone_lr_factor == 0:
+        for parameter in backbone_parameters(net):
+            parameter.requires_grad_(False)
     net = on_device(net, device)
     optimizer, scheduler = make_optimizer(net, settings)
     model = net
@@ -85,7 +88,8 @@ def assemble_trainer(
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     augment = None
     if settings.augment_on == "device":
-        augment = BatchAugment(params.augmentation, params.prepare.image_size).to(device)
+        mean, std = normalization(params.model.name)
+        augment = BatchAugment(params.augmentation, params.prepare.image_size, mean, std).to(device)
     return Trainer(
         net=net,
         model=compile_model(model, settings.compile),

@@ -13,7 +13,7 @@ import torch
 from torchvision.transforms import v2
 
 from skinlesion.transforms.dermoscopy import DermoscopeFrame, Hairs
-from skinlesion.transforms.normalize import normalize
+from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
 from skinlesion.transforms.params import AugmentationParams
 
 
@@ -43,6 +43,13 @@ def augment(*, params: AugmentationParams, size: int) -> v2.Compose:
     return v2.Compose(steps)
 
 
-def train_transform(*, params: AugmentationParams, size: int) -> v2.Compose:
-    """The augmentation, then normalisation: what the train stage applies to each image."""
-    return v2.Compose([augment(params=params, size=size), normalize()])
+def train_transform(
+    *,
+    params: AugmentationParams,
+    size: int,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+) -> v2.Compose:
+    """The augmentation, then normalisation (the backbone's `mean` and `std`): what the train
+    stage applies to each image."""
+    return v2.Compose([augment(params=params, size=size), normalize(mean=mean, std=std)])

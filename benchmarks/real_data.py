@@ -47,6 +47,7 @@ from benchmarks import publish
 from skinlesion.classes import CLASSES
 from skinlesion.cores import available_cores
 from skinlesion.evaluation.compare import Run, compare
+from skinlesion.evaluation.report_schema import EvalReport
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,6 +59,17 @@ BUDGETS: dict[str, dict[str, str]] = {
         "prepare.image_size": "64",
         "model.weights": "none",
         "training.epochs": "3",
+        "training.num_workers": "0",
+        "sampling.majority_target": "600",
+        "sampling.minority_target": "300",
+    },
+    # transfer learning on a CPU (profiles/transfer-cpu.yaml): the ImageNet EfficientNet-Lite0 that
+    # a registry package ships, fine-tuned at 128 px; about 8 minutes a training on 2 cores
+    "transfer-cpu": {
+        "prepare.image_size": "128",
+        "model.name": "timm/tf_efficientnet_lite0",
+        "model.weights": "packaged",
+        "training.epochs": "4",
         "training.num_workers": "0",
         "sampling.majority_target": "600",
         "sampling.minority_target": "300",
@@ -105,6 +117,36 @@ SETTINGS: dict[str, dict[str, str]] = {
 }
 
 MARK = "<!-- real-data-table -->"
+
+# name -> overrides for the transfer budget: the recipe's parts and options where ImageNet
+# features are there to be kept or lost; "recipe" is the published recipe, fine-tuned
+TRANSFER_SETTINGS: dict[str, dict[str, str]] = {
+    "recipe": {},
+    # what a user writes instead: every training image, a class-weighted loss, no resampling
+    "plain": {
+        "sampling.undersample": "none",
+        "sampling.oversample": "false",
+        "training.loss": "weighted_cross_entropy",
+    },
+    # floors: the pretrained features with only the new head trained, and the network from scratch
+    "linear-probe": {"training.backbone_lr_factor": "0"},
+    "from-scratch": {"model.weights": "none"},
+    # the recipe's own part: K-Means' choice of the majority images against a uniform draw
+    "random-undersample": {"sampling.undersample": "random"},
+    "metadata": {"model.use_metadata": "true"},
+    "tta-flips": {"evaluate.tta": "flips"},
+}
+SETTINGS_OF_BUDGET = {"cpu": SETTINGS, "full": SETTINGS, "transfer-cpu": TRANSFER_SETTINGS}
+
+
+def mark(budget: str) -> str:
+    """The comment around a budget's table in the markdown file (the cpu budget's came first)."""
+    return MARK if budget == "cpu" else f"<!-- real-data-table:{budget} -->"
+
+
+def shown_path(path: Path) -> str:
+    """`path` relative to the repository (../shared/... for the shared data), never this machine's layout."""
+    return os.path.relpath(path, REPO)
 
 
 def parse_setting(text: str) -> tuple[str, dict[str, str]]:
@@ -180,24 +222,25 @@ def paired(predictions: dict[str, dict[int, dict[str, pd.DataFrame]]], baseline:
 
 def row(clone: Path, seconds: float) -> dict:
     """The figures of the experiment just run in `clone`."""
-    metrics = json.loads((clone / "metrics" / "eval.json").read_text())
-    test = metrics["test"]
+    metrics = EvalReport.read(clone / "metrics" / "eval.json")
+    test = metrics.test
     live = json.loads((clone / "dvclive" / "folds" / "0" / "metrics.json").read_text())  # fold 0's
     figures = {
-        "balanced_accuracy": test["balanced_accuracy"],
-        "ci95": [test["balanced_accuracy_ci95_low"], test["balanced_accuracy_ci95_high"]],
-        "accuracy": test["accuracy"],
-        "macro_auc": test["macro_auc"],
-        "ece": test["ece"],
-        "recall": {name: test["per_class"][name]["recall"] for name in CLASSES},
+        "balanced_accuracy": test.balanced_accuracy,
+        "ci95": [test.balanced_accuracy_ci95_low, test.balanced_accuracy_ci95_high],
+        "accuracy": test.accuracy,
+        "macro_auc": test.macro_auc,
+        "ece": test.ece,
+        "recall": {name: test.per_class[name].recall for name in CLASSES},
         "val_balanced_accuracy": live["best"]["val_balanced_accuracy"],
         "best_step": live["best"]["epoch"],
         "last_train_balanced_accuracy": live["train"]["balanced_accuracy"],
-        "test_images": test["images"],
+        "test_images": test.images,
         "seconds": round(seconds, 1),
+        "commit": run("git", "rev-parse", "--short=10", "HEAD", cwd=clone).strip(),
     }
-    if "cv" in metrics:  # several folds: `test` is their ensemble's; each fold's figures and out-of-fold beside
-        figures["cv"] = metrics["cv"]
+    if metrics.cv is not None:  # several folds: `test` is their ensemble's; each fold's figures and out-of-fold beside
+        figures["cv"] = metrics.cv.model_dump()
     return figures
 
 
@@ -218,8 +261,8 @@ def seeds_markdown(report: dict) -> str:
                 cells.append("")
             else:
                 low, high = shown["ci95"]
-                mark = "**" if shown["excludes_zero"] else ""
-                cells.append(f"{mark}{shown['difference']:+.3f}{mark} ({low:+.2f} to {high:+.2f})")
+                bold = "**" if shown["excludes_zero"] else ""
+                cells.append(f"{bold}{shown['difference']:+.3f}{bold} ({low:+.2f} to {high:+.2f})")
         recalls = by_set["test"]["per_class_recall"]
         cells += [f"{recalls[name]['b']:.2f}" if name in recalls else "-" for name in CLASSES]
         minutes = sum(r["seconds"] for r in report["rows"][setting].values()) / len(report["rows"][setting]) / 60
@@ -230,7 +273,7 @@ def seeds_markdown(report: dict) -> str:
     externals = "; ".join(f"{name}: `{path}`" for name, path in report["external"].items()) or "none"
     return "\n".join(
         [
-            MARK,
+            mark(report["budget"]),
             f"Budget `{report['budget']}` ({budget}); training seeds {seeds}; commit `{report['commit'][:10]}`; "
             f"{report['machine']}. External sets: {externals}. Balanced accuracy: mean ± sd over the seeds; vs "
             f"{report['baseline']}: the difference of the means with the paired 95% interval (`skinlesion compare`: "
@@ -238,7 +281,7 @@ def seeds_markdown(report: dict) -> str:
             "mean over seeds.",
             "",
             *lines,
-            MARK,
+            mark(report["budget"]),
         ]
     )
 
@@ -250,7 +293,8 @@ def markdown(report: dict) -> str:
         + " | val bal. acc. | train bal. acc. | time |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for name, r in report["rows"].items():
+    first = {name: by_seed[min(by_seed)] for name, by_seed in report["rows"].items()}  # the first seed's run
+    for name, r in first.items():
         low, high = r["ci95"]
         recalls = " | ".join(f"{r['recall'][c]:.2f}" for c in CLASSES)
         lines.append(
@@ -261,22 +305,24 @@ def markdown(report: dict) -> str:
     budget = ", ".join(f"`{k}={v}`" for k, v in report["budget_overrides"].items())
     return "\n".join(
         [
-            MARK,
+            mark(report["budget"]),
             f"Budget `{report['budget']}` ({budget}); commit `{report['commit'][:10]}`; {report['machine']}; "
-            f"{report['rows'] and next(iter(report['rows'].values()))['test_images']} test images. "
+            f"{first and next(iter(first.values()))['test_images']} test images; training seed "
+            f"{report['seeds'][0]}. "
             "Per-class columns: test recall.",
             "",
             *lines,
-            MARK,
+            mark(report["budget"]),
         ]
     )
 
 
-def write_markdown(path: Path, table: str) -> None:
+def write_markdown(path: Path, table: str, marker: str = mark("cpu")) -> None:
+    """Replace the block between the two `marker` comments of `path` with `table`, or add it."""
     text = path.read_text() if path.exists() else ""
-    if text.count(MARK) == 2:
-        before, _, rest = text.partition(MARK)
-        text = before + table + rest.partition(MARK)[2]
+    if text.count(marker) == 2:
+        before, _, rest = text.partition(marker)
+        text = before + table + rest.partition(marker)[2]
     else:
         text = (text + "\n" if text else "") + table + "\n"
     path.write_text(text)
@@ -297,6 +343,9 @@ def main() -> None:
         "--external", action="append", default=[], metavar="NAME=DIR", help="an external test set (repeatable)"
     )
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of the paired intervals")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the finished runs of --out's report and run only the rest"
+    )
     args = parser.parse_args()
     externals = {}
     for entry in args.external:
@@ -307,57 +356,84 @@ def main() -> None:
     data_root = args.data_root.resolve()
     if not (data_root / "ISIC_2019_Training_GroundTruth.csv").is_file():
         parser.error(f"--data-root {data_root}: no ISIC_2019_Training_GroundTruth.csv there")
-    settings = {**SETTINGS, **dict(args.setting)}
+    settings = {**SETTINGS_OF_BUDGET[args.budget], **dict(args.setting)}
     if args.only:
         unknown = set(args.only) - set(settings)
         if unknown:
             parser.error(f"--only: no setting named {sorted(unknown)}; known: {sorted(settings)}")
         settings = {name: settings[name] for name in args.only}
+    if args.seeds > 1 and args.baseline not in settings:
+        parser.error(f"--baseline {args.baseline} is not among the settings run")
+    if args.resume and not args.out:
+        parser.error("--resume continues the report of --out: give --out")
     budget = {"data.root": str(data_root), **BUDGETS[args.budget]}
+    budget |= {f"+evaluate.external.{name}": str(folder) for name, folder in externals.items()}
     report = {
-        "data_root": str(data_root),
+        "data_root": shown_path(data_root),
         "budget": args.budget,
         "budget_overrides": BUDGETS[args.budget],
         "commit": run("git", "rev-parse", "HEAD", cwd=REPO).strip(),
         "machine": f"{platform.machine()}, {available_cores()} cores, Python {platform.python_version()}",
         "settings": settings,
         "rows": {},
-    }
-    if args.seeds > 1 and args.baseline not in settings:
-        parser.error(f"--baseline {args.baseline} is not among the settings run")
-    targets = ["evaluate", *(f"evaluate-external@{name}" for name in externals)]
-    budget |= {f"+evaluate.external.{name}": str(folder) for name, folder in externals.items()}
-    report |= {
         "seeds": seeds_of(args.seeds),
         "baseline": args.baseline,
-        "external": {k: str(v) for k, v in externals.items()},
+        "external": {name: shown_path(folder) for name, folder in externals.items()},
     }
+    if args.resume and args.out.exists():
+        report["rows"] = finished_rows(json.loads(args.out.read_text()), report, parser)
+    run_settings(args, report, budget, externals)
+
+
+def finished_rows(previous: dict, report: dict, parser: argparse.ArgumentParser) -> dict:
+    """The rows of an earlier, interrupted run of the same budget, settings and image sets."""
+    for key in ("budget", "budget_overrides", "external", "baseline"):
+        if previous.get(key) != report[key]:
+            parser.error(f"--resume: the report's {key} is {previous.get(key)!r}, this run's {report[key]!r}")
+    changed = [name for name in previous["rows"] if previous["settings"].get(name) != report["settings"].get(name)]
+    if changed:
+        parser.error(f"--resume: settings {changed} changed since the report was written")
+    return {name: {int(seed): row for seed, row in by_seed.items()} for name, by_seed in previous["rows"].items()}
+
+
+def run_settings(args: argparse.Namespace, report: dict, budget: dict, externals: dict[str, Path]) -> None:
+    """Every setting with every seed (seeds outermost, so an interrupted run has whole rounds),
+    skipping the runs the report holds already; the report, the kept predictions and the
+    table are written after each run."""
+    kept = args.out.with_name(f"{args.out.stem}_predictions") if args.out else None
+    targets = ["evaluate", *(f"evaluate-external@{name}" for name in externals)]
     predictions: dict[str, dict[int, dict[str, pd.DataFrame]]] = {}
+    for name, by_seed in report["rows"].items():  # a resumed run's: read back from the kept folders
+        for seed in by_seed:
+            predictions.setdefault(name, {})[seed] = image_sets(kept / f"{name}-s{seed}", externals)
     with tempfile.TemporaryDirectory(prefix="real-data-") as tmp:
         clone = Path(tmp) / "repo"
         run("git", "clone", "-q", str(REPO), str(clone), cwd=Path(tmp))
         exp_run(clone, "prepare", budget, ["prepare-split"])  # decoded once; settings restore it
-        # seeds outermost: every setting has a first seed before any has a second
         for seed in report["seeds"]:
-            for name, overrides in settings.items():
-                run_name = name if args.seeds == 1 else f"{name}-s{seed}"
+            for name, overrides in report["settings"].items():
+                if seed in report["rows"].get(name, {}):
+                    continue
+                run_name = f"{name}-s{seed}"
                 seconds = exp_run(clone, run_name, {**budget, **overrides, "training.seed": str(seed)}, targets)
                 figures = row(clone, seconds)
                 report["rows"].setdefault(name, {})[seed] = figures
                 predictions.setdefault(name, {})[seed] = image_sets(clone, externals)
-                if args.out:  # every run's predictions beside the report, for skinlesion compare
-                    keep_predictions(
-                        args.out.with_name(f"{args.out.stem}_predictions") / run_name, predictions[name][seed]
-                    )
+                if kept:  # every run's predictions beside the report, for skinlesion compare
+                    keep_predictions(kept / run_name, predictions[name][seed])
                 print(f"{run_name}: {figures}", file=sys.stderr, flush=True)
-                publish(report, args.out)
-    if args.seeds > 1:
+                publish_tables(args, report, predictions)
+
+
+def publish_tables(args: argparse.Namespace, report: dict, predictions: dict) -> None:
+    """The report (with the paired comparisons once the baseline has a run) and the markdown table."""
+    paired_table = args.seeds > 1 and args.baseline in predictions
+    if paired_table:
         report["paired"] = paired(predictions, args.baseline, args.resamples)
-        publish(report, args.out)
-    else:
-        report["rows"] = {name: by_seed[report["seeds"][0]] for name, by_seed in report["rows"].items()}
+    publish(report, args.out)
     if args.markdown:
-        write_markdown(args.markdown, seeds_markdown(report) if args.seeds > 1 else markdown(report))
+        table = seeds_markdown(report) if paired_table else markdown(report)
+        write_markdown(args.markdown, table, mark(report["budget"]))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.real_data import MARK, paired, parse_setting, seeds_markdown, seeds_of, write_markdown
+from benchmarks.real_data import (
+    MARK,
+    finished_rows,
+    mark,
+    paired,
+    parse_setting,
+    seeds_markdown,
+    seeds_of,
+    write_markdown,
+)
 from skinlesion.classes import CLASSES
 
 
@@ -61,3 +70,23 @@ def test_seeds_are_compared_with_the_baseline_on_every_image_set_and_tabled():
     assert table.startswith(MARK) and table.endswith(MARK) and "training seeds 42, 43, 44" in table
     line = next(line for line in table.splitlines() if line.startswith("| better |"))
     assert f"**{better['difference']:+.3f}**" in line and line.endswith("| 1.0 min |")
+
+
+def test_each_budget_has_its_own_block_in_the_doc(tmp_path):
+    doc = tmp_path / "real_data.md"
+    write_markdown(doc, f"{MARK}\nfrom scratch\n{MARK}")
+    transfer = mark("transfer-cpu")
+    write_markdown(doc, f"{transfer}\ntransfer\n{transfer}", transfer)
+    write_markdown(doc, f"{transfer}\ntransfer, two seeds\n{transfer}", transfer)
+    assert doc.read_text() == f"{MARK}\nfrom scratch\n{MARK}\n\n{transfer}\ntransfer, two seeds\n{transfer}\n"
+
+
+def test_a_resumed_run_keeps_finished_rows_only_for_the_same_settings():
+    parser = argparse.ArgumentParser()
+    report = {"budget": "transfer-cpu", "budget_overrides": {"a": "1"}, "external": {}, "baseline": "recipe"}
+    report["settings"] = {"recipe": {}, "plain": {"x": "1"}}
+    previous = report | {"rows": {"recipe": {"42": {"seconds": 1.0}}}}
+    assert finished_rows(previous, report, parser) == {"recipe": {42: {"seconds": 1.0}}}
+    changed = previous | {"settings": {"recipe": {"y": "2"}}}
+    with pytest.raises(SystemExit):
+        finished_rows(changed, report, parser)

@@ -32,11 +32,11 @@ from benchmarks import publish
 from benchmarks.predict_stream import make_images
 from skinlesion.classes import CLASSES
 from skinlesion.export.onnx_graph import export_onnx
-from skinlesion.export.runtime import OnnxClassifier
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
-from skinlesion.model.classifier import TorchClassifier
 from skinlesion.model.info import ModelInfo
+from skinlesion.predict.onnx_classifier import OnnxClassifier
+from skinlesion.predict.torch_classifier import TorchClassifier
 from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,8 +86,8 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "batch_size": args.batch_size,
         "import_s": {
-            "torch": import_seconds("skinlesion.model.classifier"),
-            "onnxruntime": import_seconds("skinlesion.export.runtime; import onnxruntime"),
+            "torch": import_seconds("skinlesion.predict.torch_classifier"),
+            "onnxruntime": import_seconds("skinlesion.predict.onnx_classifier; import onnxruntime"),
         },
     }
     report["import_s"]["ratio"] = round(report["import_s"]["torch"] / report["import_s"]["onnxruntime"], 2)

@@ -10,11 +10,13 @@ training/        the training loop, its params, resuming, several processes
 evaluation/      metrics, the test report, subgroups, cross-validation's figures, Grad-CAM, and
                  skinlesion compare (paired intervals between runs)
 card/            the model card
-export/          the model as ONNX, and running it through ONNX Runtime without torch
+export/          the model as ONNX
+predict/         predicting new images: inputs, the torch and ONNX Runtime classifiers (the latter
+                 without torch), Grad-CAM overlays, typed results, the output files, resumable runs
 errors.py        the project's errors, each reported as one line
 seeding.py       the one function that seeds the global random generators
 profiles.py      named sets of params, run as DVC experiments
-predict.py, cli.py   the `skinlesion` command (predict, export, compare, import-isic, check-params,
-                     run-profile, params-schema)
+cli.py           the `skinlesion` command (predict, export, compare, import-isic, check-params,
+                 run-profile, params-schema)
 entry.py         how stages and the command start: known errors as one line, not a traceback
 """

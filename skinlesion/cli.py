@@ -14,112 +14,131 @@ skinlesion params-schema [--out params.schema.json]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from skinlesion.model.info import TTA
+
+if TYPE_CHECKING:
+    from skinlesion.predict.records import Result
 
 log = logging.getLogger(__name__)
 
 
 def _predict(args: argparse.Namespace) -> int:
-    """Predict args.images, printing results batch by batch and writing --out and
-    --isic-submission as they come; returns 1 if any file could not be read."""
+    """Predict args.images, printing results batch by batch (the library writes --out and
+    --isic-submission as they come); returns 1 if any file could not be read."""
     from tqdm import tqdm
 
-    from skinlesion import predict as library
+    import skinlesion.predict.run as library
+    from skinlesion.predict.records import Failure
 
-    classify = _classifier(args)
-    info = classify.info
-    paths = library.expand_inputs(args.images)
-    given = {"age_approx": args.age, "sex": args.sex, "anatom_site_general": args.site}
-    files = {}
-    if args.isic_submission or args.out:
-        source = str(args.metadata) if args.metadata else json.dumps({k: v for k, v in given.items() if v})
-        run = library.run_description(args.model, args.tta, source if info.uses_metadata else None)
-    if args.isic_submission:
-        library.check_submission(info, args.model)
-        files["submission"] = library.submission_file(args.isic_submission, run)
-    if args.out:
-        files["results"] = library.results_file(args.out, info, run)
-    todo = [path for path in paths if not files or not all(file.has(str(path)) for file in files.values())]
-    if len(todo) < len(paths):
-        log.info(
-            "%d of %d images are already in %s: predicting the other %d",
-            len(paths) - len(todo),
-            len(paths),
-            " and ".join(str(file.path) for file in files.values()),
-            len(todo),
+    values = {"age_approx": args.age, "sex": args.sex, "anatom_site_general": args.site}
+    with _parameters_as_flags():
+        classify = library.load_classifier(args.model, device=args.device, tta=args.tta, cam_dir=args.cam)
+        plan = library.plan(
+            classify,
+            args.images,
+            model_path=args.model,
+            metadata_file=args.metadata,
+            metadata_values=values,
+            results_path=args.out,
+            submission_path=args.isic_submission,
         )
-    metadata = library.image_metadata(todo, info, table_path=args.metadata, values=given, model_path=args.model)
-    if args.cam:
-        args.cam.mkdir(parents=True, exist_ok=True)
-    batches = library.predict_batches(classify, todo, batch_size=args.batch_size, metadata=metadata)
-    failed, started, printer = 0, time.perf_counter(), _ResultPrinter(args.json, info.classes, args.top)
-    with tqdm(total=len(todo), unit="image", disable=None, file=sys.stderr) as progress:  # a bar on a terminal only
-        for results in batches:
-            for result in results:
-                if "error" in result:
-                    failed += 1
-                    print(f"{result['image']}: error: {result['error']}", file=sys.stderr)
-            printer.show(results)
-            if "results" in files:
-                files["results"].append([library.results_row(result, info) for result in results])
-            if "submission" in files:
-                rows = (library.submission_row(result, info) for result in results)
-                files["submission"].append([row for row in rows if row is not None])
-            progress.update(len(results))
+        predicted = failed = 0
+        started, printer = time.perf_counter(), _ResultPrinter(args.json, args.top)
+        # a progress bar on a terminal only
+        with tqdm(total=len(plan.remaining), unit="image", disable=None, file=sys.stderr) as progress:
+            for results in library.predict(plan, batch_size=args.batch_size):
+                for result in results:
+                    if isinstance(result, Failure):
+                        failed += 1
+                        print(f"{result.image}: error: {result.error}", file=sys.stderr)
+                    else:
+                        predicted += 1
+                printer.show(results)
+                progress.update(len(results))
     printer.close()
-    for file in files.values():
-        log.info("wrote %d rows to %s", file.finish(), file.path)
     seconds = time.perf_counter() - started
     log.info(
         "predicted %d images (%d could not be read) in %.1f s: %.1f images/s",
-        len(todo),
+        predicted,
         failed,
         seconds,
-        len(todo) / max(seconds, 1e-9),
+        predicted / max(seconds, 1e-9),
     )
     return 1 if failed else 0
 
 
-def _classifier(args: argparse.Namespace):
-    """predict's Classifier for --model: an exported .onnx file through ONNX Runtime (no torch
-    imported), else a model file through torch."""
-    if args.model.suffix.lower() == ".onnx":
-        from skinlesion.errors import DataError
-        from skinlesion.export.runtime import OnnxClassifier
+# the predict library names its parameters; the command, the flags that set them. `device`
+# is a parameter only where a message begins with it ("device is cuda, but ..."), elsewhere a word
+_FLAGS = {
+    "device": "--device",
+    "cam_dir": "--cam",
+    "metadata_file": "--metadata",
+    "metadata_values": "--age/--sex/--site",
+}
+_PARAMETER = re.compile(r"^device(?= is )|\b(?:cam_dir|metadata_file|metadata_values)\b")
 
-        if args.cam:
-            raise DataError(f"--cam: Grad-CAM needs the model file of torch, not the exported {args.model}")
-        return OnnxClassifier(args.model, device=args.device, tta=args.tta)
-    from skinlesion.model.classifier import TorchClassifier
 
-    return TorchClassifier.load(args.model, device=args.device, tta=args.tta, cam_dir=args.cam)
+def _as_flags(message: str) -> str:
+    """A predict library message in the command's words: each parameter as the flag that sets it."""
+    return _PARAMETER.sub(lambda match: _FLAGS[match[0]], message)
+
+
+class _FlagNames(logging.Filter):
+    """Logs the predict library's messages with the flags for its parameters."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.name.startswith("skinlesion.predict."):
+            record.msg = _as_flags(record.msg)
+        return True
+
+
+@contextlib.contextmanager
+def _parameters_as_flags() -> Iterator[None]:
+    """Within it, the predict library's errors and log messages name the flags, not its parameters."""
+    from skinlesion.errors import DataError, DeviceError
+
+    handlers, names = logging.getLogger().handlers, _FlagNames()
+    for handler in handlers:
+        handler.addFilter(names)
+    try:
+        yield
+    except (DataError, DeviceError) as error:
+        error.args = (_as_flags(str(error)),)
+        raise
+    finally:
+        for handler in handlers:
+            handler.removeFilter(names)
 
 
 class _ResultPrinter:
-    """Prints results as they come: a line per image (its top classes), or with `as_json` one
+    """Prints results as they come: a line per image (its `top` classes), or with `as_json` one
     JSON array written element by element, so nothing is held back until the end."""
 
-    def __init__(self, as_json: bool, classes: tuple[str, ...], top: int):
-        self.as_json, self.classes, self.top, self.count = as_json, classes, top, 0
+    def __init__(self, as_json: bool, top: int):
+        self.as_json, self.top, self.count = as_json, top, 0
 
-    def show(self, results: list[dict]) -> None:
-        from skinlesion.predict import top_classes
+    def show(self, results: list[Result]) -> None:
+        from skinlesion.predict.records import Failure
 
         for result in results:
-            shown = {"image": result["image"]}
-            if "error" in result:
-                shown["error"] = result["error"]
+            shown = {"image": result.image}
+            if isinstance(result, Failure):
+                shown["error"] = result.error
             else:
-                shown["predictions"] = top_classes(result["probabilities"], self.classes, self.top)
-            if "metadata" in result:
-                shown["metadata"] = result["metadata"]
+                top = result.top(self.top)
+                shown["predictions"] = [{"class": name, "probability": round(p, 4)} for name, p in top]
+                if result.metadata is not None:
+                    shown["metadata"] = result.metadata
             if self.as_json:
                 sys.stdout.write(("[\n" if self.count == 0 else ",\n") + json.dumps(shown, indent=2))
             elif "predictions" in shown:

@@ -16,8 +16,9 @@ from skinlesion.classes import CLASSES
 from skinlesion.errors import WeightsError
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
-from skinlesion.model.classifier import TorchClassifier
-from skinlesion.predict import submission_row
+from skinlesion.predict.outputs import submission_row
+from skinlesion.predict.records import Prediction
+from skinlesion.predict.torch_classifier import TorchClassifier
 from skinlesion.training.resume import load_state
 
 INFO = model_info(mean=[0.5] * 3, std=[0.2] * 3)
@@ -133,8 +134,8 @@ def test_predict_names_each_probability_by_the_models_own_class_order(corpus, tm
     assert [named[name] for name in CLASSES] == pytest.approx(by_ordered.tolist(), abs=1e-6)
     assert not np.allclose(by_shuffled, by_ordered)  # the columns really were in another order
 
-    result = {"image": "ISIC_1.jpg", "probabilities": by_shuffled}
-    row = submission_row(result, dataclasses.replace(shuffled, unknown_threshold=0.5))
+    calibrated = dataclasses.replace(shuffled, unknown_threshold=0.5)
+    row = submission_row(Prediction.of("ISIC_1.jpg", by_shuffled, calibrated), calibrated)
     assert list(row) == ["image", *CLASSES, "UNK"] and row["image"] == "ISIC_1"
     assert [row[name] for name in CLASSES] == pytest.approx(by_ordered.round(6).tolist(), abs=1e-6)
 

@@ -13,10 +13,10 @@ from conftest import TINY, check_eval_json, copy_built, run_cli, run_command, ru
 
 from skinlesion.classes import CLASSES
 from skinlesion.data.isic import GROUND_TRUTH_COLUMNS
-from skinlesion.export.runtime import OnnxClassifier
 from skinlesion.model.checkpoint import load_checkpoint
-from skinlesion.model.classifier import TorchClassifier
 from skinlesion.model.ensemble import FoldEnsemble
+from skinlesion.predict.onnx_classifier import OnnxClassifier
+from skinlesion.predict.torch_classifier import TorchClassifier
 
 FOLDS = [0, 1, 2]
 

@@ -16,11 +16,11 @@ from conftest import REPO, model_info
 from skinlesion.cli import main as skinlesion
 from skinlesion.data.images import load_image
 from skinlesion.data.metadata import FEATURES, encode_metadata
-from skinlesion.export.runtime import INFO_KEY, OnnxClassifier, tta_views
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, save_ensemble
-from skinlesion.model.classifier import TorchClassifier
 from skinlesion.model.inference import tta_views as torch_tta_views
+from skinlesion.predict.onnx_classifier import INFO_KEY, OnnxClassifier, tta_views
+from skinlesion.predict.torch_classifier import TorchClassifier
 
 SIZE = 32  # DenseNet121 at 32 px: the smallest input it pools to one pixel, and a quick export
 CPU = torch.device("cpu")

@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from skinlesion.model.classifier import TorchClassifier
 from skinlesion.model.inference import fit_temperature, log_probabilities, predict, tta_views
+from skinlesion.predict.torch_classifier import TorchClassifier
 
 
 def _symmetric_images(size: int = 32) -> torch.Tensor:

@@ -1,4 +1,8 @@
+import ast
+import dataclasses
 import json
+import logging
+import re
 import subprocess
 import sys
 
@@ -9,14 +13,17 @@ import torch
 from conftest import REPO, model_info, run_cli, run_module
 from PIL import Image
 
-from skinlesion import predict as library
+import skinlesion.predict.run as library
 from skinlesion.classes import CLASSES
 from skinlesion.cli import main as skinlesion
 from skinlesion.data.arrays import ImageWriter
 from skinlesion.data.dataset import ImageArrayDataset
 from skinlesion.data.images import load_image
+from skinlesion.errors import DataError, DeviceError
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import save_checkpoint
+from skinlesion.predict.records import Failure, Prediction
+from skinlesion.predict.torch_classifier import TorchClassifier
 from skinlesion.transforms.normalize import normalize
 
 
@@ -145,7 +152,7 @@ def test_results_are_written_as_they_come_and_a_rerun_continues_where_it_stopped
     common = ("predict", str(images), "--model", str(calibrated), "--batch-size", "2")
     assert _run(*common, "--out", f"{whole}.csv", "--isic-submission", f"{whole}-submission.csv") == 0
 
-    original, batches = library.predict_batches, {"count": 0}
+    original, batches = library.classify_batches, {"count": 0}
 
     def interrupted(*args, **kwargs):
         for results in original(*args, **kwargs):
@@ -154,7 +161,7 @@ def test_results_are_written_as_they_come_and_a_rerun_continues_where_it_stopped
             batches["count"] += 1
             yield results
 
-    monkeypatch.setattr(library, "predict_batches", interrupted)
+    monkeypatch.setattr(library, "classify_batches", interrupted)
     out, submission = tmp_path / "out.csv", tmp_path / "submission.csv"
     with pytest.raises(KeyboardInterrupt):
         skinlesion([*common, "--out", str(out), "--isic-submission", str(submission)])
@@ -162,7 +169,7 @@ def test_results_are_written_as_they_come_and_a_rerun_continues_where_it_stopped
     assert not out.exists() and len(partial.read_text().splitlines()) == 1 + 4  # the header, two batches
     with open(partial, "a") as file:
         file.write(f"{images / 'ISIC_0000004.png'},NV,0.1")  # a row cut short by the interruption
-    monkeypatch.setattr(library, "predict_batches", original)
+    monkeypatch.setattr(library, "classify_batches", original)
     assert _run(*common, "--out", str(out), "--isic-submission", str(submission)) == 0
     assert out.read_bytes() == (tmp_path / "whole.csv").read_bytes()  # complete, in order, nothing twice
     assert submission.read_bytes() == (tmp_path / "whole-submission.csv").read_bytes()
@@ -226,16 +233,16 @@ def test_a_rerun_with_other_settings_is_refused_and_a_refused_run_moves_no_file(
     images.mkdir()
     _images(images, 3)
     out = tmp_path / "out.csv"
-    original = library.predict_batches
+    original = library.classify_batches
 
     def interrupted(*args, **kwargs):
         yield next(original(*args, **kwargs))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(library, "predict_batches", interrupted)
+    monkeypatch.setattr(library, "classify_batches", interrupted)
     with pytest.raises(KeyboardInterrupt):
         skinlesion(["predict", str(images), "--model", str(path), "--batch-size", "2", "--out", str(out)])
-    monkeypatch.setattr(library, "predict_batches", original)
+    monkeypatch.setattr(library, "classify_batches", original)
     capsys.readouterr()
     assert _run("predict", str(images), "--model", str(path), "--out", str(out), "--tta", "flips") == 2
     assert "out.csv.partial: the unfinished output of another run (tta: 'none' then, 'flips' now)" in (
@@ -252,3 +259,80 @@ def test_a_rerun_with_other_settings_is_refused_and_a_refused_run_moves_no_file(
     assert _run("predict", str(images), "--model", str(path), "--out", str(mine)) == 2
     assert "mine.csv: not the header image,predicted" in capsys.readouterr().err
     assert mine.read_text() == "a,b\n1,2\n" and not (tmp_path / "mine.csv.partial").exists()
+
+
+def test_the_summary_counts_the_images_predicted_and_the_files_not_read_apart(tmp_path, model_file, capsys, caplog):
+    path, _ = model_file
+    folder = tmp_path / "images"
+    folder.mkdir()
+    _images(folder, 3)
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "x.jpg").mkdir()  # a folder named as an image
+    caplog.set_level(logging.INFO)
+    assert _run("predict", str(folder), "--model", str(path), "--json") == 1
+    shown = json.loads(capsys.readouterr().out)
+    assert sum("predictions" in item for item in shown) == 3 and sum("error" in item for item in shown) == 2
+    assert "predicted 3 images (2 could not be read)" in caplog.text
+
+
+def test_the_library_yields_typed_records_and_a_new_plan_resumes_where_the_output_stopped(tmp_path, model_file):
+    path, _ = model_file
+    folder = tmp_path / "images"
+    folder.mkdir()
+    _images(folder, 3)
+    broken = folder / "broken.png"  # sorted after the ISIC_ names
+    broken.write_bytes(b"")
+    classify = library.load_classifier(path, device="cpu")
+    assert isinstance(classify, TorchClassifier)
+    out = tmp_path / "out.csv"
+    plan = library.plan(classify, [folder], model_path=path, results_path=out)
+    assert plan.remaining == plan.images and len(plan.images) == 4
+    first = next(library.predict(plan, batch_size=3))  # then interrupted: its rows are in the file
+
+    resumed = library.plan(classify, [folder], model_path=path, results_path=out)
+    assert resumed.remaining == (broken,)
+    (failure,) = [result for results in library.predict(resumed, batch_size=3) for result in results]
+    assert isinstance(failure, Failure) and failure.image == str(broken) and failure.error.startswith("cannot decode")
+    table = pd.read_csv(out)
+    assert list(table["image"]) == [result.image for result in first] + [str(broken)]
+
+    assert all(isinstance(result, Prediction) for result in first)
+    prediction = first[0]
+    assert list(prediction.probabilities) == list(classify.info.classes)
+    assert sum(prediction.probabilities.values()) == pytest.approx(1, abs=1e-5)
+    assert prediction.predicted == prediction.top(1)[0][0] == table["predicted"][0]
+    assert prediction.unknown_score == pytest.approx(1 - max(prediction.probabilities.values()), abs=1e-6)
+    assert prediction.unknown is None  # the model file has no unknown threshold
+    assert table.filter(like="p_").iloc[0].tolist() == [round(p, 6) for p in prediction.probabilities.values()]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        prediction.image = "other.png"
+    with pytest.raises(TypeError):
+        Failure("a.png", "why")  # keyword-only
+
+
+def test_the_library_names_its_parameters_and_the_command_its_flags(tmp_path, model_file, capsys):
+    path, _ = model_file
+    image = _images(tmp_path, 1)[0]
+    with pytest.raises(DataError, match="^cam_dir: Grad-CAM needs the model file of torch"):
+        library.load_classifier(tmp_path / "model.onnx", cam_dir=tmp_path / "cams")
+    classify = library.load_classifier(path, device="cpu")
+    both = {"metadata_file": tmp_path / "metadata.csv", "metadata_values": {"sex": "male"}}
+    with pytest.raises(DataError, match="^metadata_file and metadata_values: give a metadata file or values"):
+        library.plan(classify, [image], model_path=path, **both)
+    args = ("--metadata", str(tmp_path / "metadata.csv"), "--sex", "male")
+    assert _run("predict", str(image), "--model", str(path), *args) == 2
+    assert "error: --metadata and --age/--sex/--site: give a metadata file or values" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="^device is cuda, but this machine has no CUDA device"):
+            library.load_classifier(path, device="cuda")
+    # and no flag in the library's text at all, its docstrings included
+    for module in (REPO / "skinlesion" / "predict").glob("*.py"):
+        strings = [node.value for node in ast.walk(ast.parse(module.read_text())) if isinstance(node, ast.Constant)]
+        assert not [text for text in strings if isinstance(text, str) and re.search(r"--[a-z]", text)], module
+
+
+def test_the_onnx_path_imports_no_torch(tmp_path):
+    modules = "skinlesion.predict.onnx_classifier, skinlesion.predict.run, skinlesion.predict.outputs"
+    code = f"import sys, {modules}; print('torch' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert shown.stdout.strip() == "False", shown.stderr

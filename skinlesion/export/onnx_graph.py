@@ -1,6 +1,6 @@
 """`skinlesion export --format onnx`: a model file (a single model or a fold ensemble) as one
 ONNX graph with a dynamic batch size that returns class probabilities, its temperature(s) in
-the graph, and the preprocessing it expects in the file's metadata (skinlesion.export.runtime
+the graph, and the preprocessing it expects in the file's metadata (skinlesion.predict.onnx_classifier
 runs it). The export is checked before the file appears: ONNX Runtime and torch must give the
 same probabilities, within TOLERANCE, on a batch of random inputs of another batch size than
 the one traced."""
@@ -19,10 +19,10 @@ from torch import nn
 from skinlesion.atomic import atomic_file
 from skinlesion.data.metadata import FEATURES
 from skinlesion.errors import MissingExtraError, WeightsError
-from skinlesion.export.runtime import INFO_KEY, INPUTS, OUTPUT, OnnxClassifier, import_onnxruntime, stored_info
 from skinlesion.model.checkpoint import load_checkpoint
 from skinlesion.model.inference import log_probabilities
 from skinlesion.model.info import ModelInfo
+from skinlesion.predict.onnx_classifier import INFO_KEY, INPUTS, OUTPUT, OnnxClassifier, import_onnxruntime, stored_info
 
 log = logging.getLogger(__name__)
 

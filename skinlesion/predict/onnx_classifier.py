@@ -1,5 +1,6 @@
-"""An exported model (skinlesion export --format onnx) as predict's Classifier, through ONNX
-Runtime, with no torch import on this path.
+"""An exported model (what `skinlesion export` writes) as predict's Classifier, through ONNX
+Runtime, with no torch import on this path; and the file's contract with the exporter
+(skinlesion.export.onnx_graph), which writes what this module reads.
 
 The graph takes `images`, float32 (N, 3, S, S) normalised as the model was trained (pixels / 255,
 then (x - mean) / std per channel), and for a model that fuses metadata also `metadata`,
@@ -54,18 +55,19 @@ def tta_views(images: np.ndarray, tta: TTA) -> list[np.ndarray]:
 
 
 def _providers(onnxruntime: ModuleType, device: str) -> list[str]:
-    """ONNX Runtime's execution providers for predict's --device (auto: CUDA where it has it)."""
+    """ONNX Runtime's execution providers for `device` (auto: CUDA where it has it)."""
     available = onnxruntime.get_available_providers()
     if device == "cpu" or (device == "auto" and "CUDAExecutionProvider" not in available):
         return ["CPUExecutionProvider"]
     if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    raise DeviceError(f"--device is {device}, but ONNX Runtime here runs on {available} only")
+    raise DeviceError(f"device is {device}, but ONNX Runtime here runs on {available} only")
 
 
 class OnnxClassifier:
-    """The exported model in `path` through ONNX Runtime on `device`, predicting as the model
-    file does (its temperature in the graph, `tta` views averaged in probability space)."""
+    """The exported model in `path` through ONNX Runtime on `device` (auto, cuda or cpu; a
+    DeviceError names the parameter `device`), predicting as the model file does (its
+    temperature in the graph, `tta` views averaged in probability space)."""
 
     def __init__(self, path: Path, *, device: str = "auto", tta: TTA = "none"):
         onnxruntime = import_onnxruntime(f"{path}: an exported model")
@@ -78,7 +80,7 @@ class OnnxClassifier:
         except Exception as error:  # onnxruntime's own errors: not an ONNX file, a broken graph
             raise DataError(f"{path}: not a loadable ONNX model ({error})") from None
         if device == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
-            raise DeviceError(f"--device is cuda, but ONNX Runtime could not start its CUDA provider for {path}")
+            raise DeviceError(f"device is cuda, but ONNX Runtime could not start its CUDA provider for {path}")
         stored = self.session.get_modelmeta().custom_metadata_map.get(INFO_KEY)
         if stored is None:
             raise DataError(f"{path}: an ONNX model, but not one that skinlesion export wrote (no {INFO_KEY})")
@@ -88,7 +90,7 @@ class OnnxClassifier:
         self.std = np.asarray(self.info.std, dtype=np.float32)[:, None, None]
 
     def __call__(self, images: list[np.ndarray], names: list[str], metadata: np.ndarray | None) -> np.ndarray:
-        """predict.Classifier's call."""
+        """skinlesion.predict.run.Classifier's call."""
         batch = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 255)  # as ToDtype
         batch = (batch - self.mean) / self.std
         feeds = {} if metadata is None else {INPUTS[1]: metadata.astype(np.float32)}

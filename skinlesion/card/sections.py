@@ -61,9 +61,13 @@ def model_section(inputs: CardInputs) -> Section:
         temperature = ", ".join(number(t) for t in temperatures) + ", fitted on validation"
     else:
         temperature = "none"
+    # where the weights came from, as the model file records it (files from before it did: the param)
+    weights = model.per_model[0].weights_source or f"`model.weights: {params.model.weights}` (source not recorded)"
     items = (
-        f"File: `{inputs.model_file}`: {kind} (torchvision backbone, pretrained weights: `{params.model.weights}`).",
-        f"Input: {model.image_size} x {model.image_size} px RGB; dermoscope frame cropped: "
+        f"File: `{inputs.model_file}`: {kind}.",
+        f"Pretrained weights: {weights}.",
+        f"Input: {model.image_size} x {model.image_size} px RGB, normalised with mean {list(model.mean)} and std "
+        f"{list(model.std)} per channel (the backbone's pretrained config); dermoscope frame cropped: "
         f"{yes_no[model.crop_border]}; colour constancy (Shades of Gray): {yes_no[model.color_constancy]}; "
         f"metadata: {', '.join(model.metadata) or 'none'}.",
         f"Output: a probability for each class, in the order {', '.join(model.classes)}.",

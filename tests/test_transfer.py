@@ -190,3 +190,35 @@ def test_a_frozen_backbone_keeps_its_pretrained_statistics():
 
 def test_packaged_file_is_found_without_running_the_packages_code():
     assert Path(packaged_file(LITE0)).name == "efficientnet-lite0-57934424.pth"
+
+
+def test_a_fine_tuned_lite0_model_predicts_exports_and_explains_with_its_own_normalisation(tmp_path, shared_data):
+    pytest.importorskip("onnxruntime", reason="the export needs the extra .[onnx]")
+    from conftest import model_info
+
+    from skinlesion.data.images import load_image
+    from skinlesion.evaluation.gradcam import class_maps
+    from skinlesion.export.onnx_graph import export_onnx
+    from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
+    from skinlesion.predict.onnx_classifier import OnnxClassifier
+    from skinlesion.predict.torch_classifier import TorchClassifier
+
+    size, (mean, std) = 64, normalization(LITE0)
+    files = sorted((shared_data / "isic2019-mini" / "ISIC_2019_Training_Input").glob("*.jpg"))[:6]
+    images = [load_image(path, size) for path in files]
+    path, exported = tmp_path / "model.pt", tmp_path / "model.onnx"
+    info = model_info(arch=LITE0, image_size=size, mean=mean, std=std, weights_source="packaged: test")
+    save_checkpoint(path, build_model(LITE0, 8, "packaged"), info)
+
+    model, loaded = load_checkpoint(path)
+    assert (loaded.mean, loaded.std, loaded.weights_source) == (mean, std, "packaged: test")
+    by_torch = TorchClassifier(model, loaded, torch.device("cpu"), "none")(images, ["x"] * 6, None)
+    assert export_onnx(path, exported) < 1e-4
+    by_onnx = OnnxClassifier(exported, device="cpu")(images, ["x"] * 6, None)
+    assert np.abs(by_torch - by_onnx).max() < 1e-4
+    assert OnnxClassifier(exported).info.mean == mean  # the normalisation travels in the ONNX metadata
+
+    batch = torch.stack([torch.from_numpy(image).permute(2, 0, 1) for image in images]).float() / 255
+    batch = (batch - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    cams = class_maps(model, batch, torch.from_numpy(by_torch.argmax(1)), None)
+    assert cams.shape[0] == 6 and torch.isfinite(cams).all() and (cams.flatten(1).amax(1) > 0).any()

@@ -13,8 +13,9 @@ from skinlesion.data.assign_folds import CvParams
 from skinlesion.data.prepare import PrepareParams
 from skinlesion.data.synthetic import SampleParams
 from skinlesion.evaluation.params import EvaluateParams, GradcamParams
+from skinlesion.model.params import ModelParams
 from skinlesion.resampling.params import SamplingParams
-from skinlesion.training.params import ModelParams, TrainingParams
+from skinlesion.training.params import TrainingParams
 from skinlesion.transforms.params import AugmentationParams
 
 

@@ -19,8 +19,9 @@ from skinlesion.errors import DataError
 from skinlesion.evaluation.params import EvaluateParams
 from skinlesion.evaluation.report_schema import EvalReport, ExternalReport
 from skinlesion.model.info import ModelInfo
+from skinlesion.model.params import ModelParams
 from skinlesion.resampling.params import SamplingParams
-from skinlesion.training.params import ModelParams, TrainingParams
+from skinlesion.training.params import TrainingParams
 from skinlesion.transforms.params import AugmentationParams
 
 # Grad-CAM overlays shown, the first by file name

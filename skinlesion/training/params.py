@@ -1,5 +1,5 @@
-"""The params sections only the train stage reads, `model` and `training`, and the keys of
-other sections it reads too (TrainRun)."""
+"""The params section only the train stage reads, `training`, and the keys of other sections it
+reads too (TrainRun); the `model` section's schema sits beside the model's code."""
 
 from __future__ import annotations
 
@@ -7,20 +7,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from skinlesion.classes import CLASSES
 from skinlesion.config import Section, View
-from skinlesion.model.names import Architecture, Device
+from skinlesion.model.names import Device
+from skinlesion.model.params import ModelParams
 from skinlesion.transforms.params import AugmentationParams
-
-
-class ModelParams(Section):
-    name: Architecture = Field(description="torchvision backbone (densenet121 is the published one)")
-    num_classes: Literal[len(CLASSES)] = Field(description="the 8 ISIC 2019 training classes")
-    weights: str = Field(description="imagenet, none, or the path of a weights file")
-    use_metadata: bool = Field(
-        description="join each image's age, sex and anatomical site (missing values flagged as missing) "
-        "with its pooled image features before the classifier (winning ISIC 2019 entry)"
-    )
 
 
 class TrainingParams(Section):

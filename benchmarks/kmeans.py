@@ -20,20 +20,15 @@ from sklearn.cluster import KMeans
 
 from benchmarks import publish
 from skinlesion.data.arrays import ImageWriter, open_images
+from skinlesion.data.synthetic import lesion_images
 from skinlesion.resampling.kmeans import SamplingParams, undersample
 
 
 def make_images(path: Path, count: int, size: int, seed: int = 0) -> None:
-    """`count` images in 8 visibly different sub-types (tone and a darker blob), with noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
+    """`count` dermoscopy-like images of 8 classes (as visibly different sub-types)."""
     with ImageWriter(path, count, size) as writer:
-        for row in range(count):
-            kind = rng.integers(8)
-            tone = np.array([120 + 15 * (kind % 4), 90 + 10 * (kind // 2), 70], np.float32)
-            blob = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size * (0.15 + 0.05 * (kind % 3))) ** 2)[..., None]
-            image = tone * (1 - 0.5 * blob) + rng.normal(0, 12, (size, size, 3))
-            writer.write(row, np.clip(image, 0, 255).astype(np.uint8))
+        for row, (_, image) in enumerate(lesion_images(count, size, seed)):
+            writer.write(row, np.asarray(image))
 
 
 def main() -> None:

@@ -22,14 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import psutil
 import torch
-from PIL import Image
 
 from benchmarks import publish
 from skinlesion.classes import CLASSES
+from skinlesion.data.synthetic import lesion_images
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import save_checkpoint
 from skinlesion.model.info import ModelInfo
@@ -39,15 +38,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
-    """`count` small JPEGs (120 x 90, a blob on skin-coloured noise), named as ISIC images."""
-    rng = np.random.default_rng(seed)
+    """`count` small dermoscopy-like JPEGs (96 x 96), named as ISIC images."""
     folder.mkdir(parents=True)
     paths = []
-    for i in range(count):
-        pixels = rng.integers(120, 220, (90, 120, 3), dtype=np.uint8)
-        pixels[30:60, 40:80] //= 2
+    for i, (_, image) in enumerate(lesion_images(count, 96, seed)):
         paths.append(folder / f"ISIC_{i:07d}.jpg")
-        Image.fromarray(pixels).save(paths[-1], quality=85)
+        image.save(paths[-1], quality=85)
     return paths
 
 

@@ -28,26 +28,22 @@ import yaml
 from PIL import Image
 
 from benchmarks import publish
-from skinlesion.classes import CLASSES
 from skinlesion.cores import available_cores
 from skinlesion.data.images import load_image
 from skinlesion.data.isic import GROUND_TRUTH_CSV, IMAGE_DIR, METADATA_CSV, ImageSource, read_labels
 from skinlesion.data.prepare import decode_all
-from skinlesion.data.synthetic import _lesion_recipe, render_image
+from skinlesion.data.synthetic import lesion_images
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def make_jpegs(folder: Path, count: int, side: int = 1024, seed: int = 0) -> list[Path]:
     """`count` distinct side x side dermoscopy-like JPEGs."""
-    rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i in range(count):
-        recipe = {**_lesion_recipe(CLASSES[i % len(CLASSES)], rng), "size": (side, side)}
-        path = folder / f"pool_{i:03d}.jpg"
-        render_image(recipe, 1.0, rng).save(path, quality=90)
-        paths.append(path)
+    for i, (_, image) in enumerate(lesion_images(count, side, seed)):
+        paths.append(folder / f"pool_{i:03d}.jpg")
+        image.save(paths[-1], quality=90)
     return paths
 
 

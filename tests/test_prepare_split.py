@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 from conftest import run_stage, write_params
 
+from skinlesion.classes import CLASSES
 from skinlesion.data.images import load_image
 from skinlesion.data.isic import IMAGE_DIR, ImageSource
 from skinlesion.data.metadata import FIELDS
 from skinlesion.data.split import SPLITS
-from skinlesion.data.synthetic import SampleParams, plan_sample, write_sample
+from skinlesion.data.synthetic import SampleParams, lesion_images, plan_sample, write_sample
 from skinlesion.errors import DataError
 
 SIZE = 32
@@ -139,3 +140,12 @@ def test_image_missing_from_the_zip_is_named(tmp_path, sample_root):
 def test_data_root_without_images_is_refused(tmp_path):
     with pytest.raises(DataError, match="found neither ISIC_2019_Training_Input/ nor ISIC_2019_Training_Input.zip"):
         ImageSource(tmp_path)
+
+
+def test_lesion_images_are_distinct_sized_and_repeatable():
+    first = list(lesion_images(9, 48, seed=3))
+    assert [label for label, _ in first] == [*CLASSES, CLASSES[0]]
+    assert all(image.size == (48, 48) for _, image in first)
+    arrays = [np.asarray(image) for _, image in first]
+    assert len({array.tobytes() for array in arrays}) == 9
+    assert all(np.array_equal(a, np.asarray(b)) for a, (_, b) in zip(arrays, lesion_images(9, 48, seed=3)))

@@ -8,6 +8,8 @@ turned and re-lit), and some rows have no lesion id, as in the real set.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -90,10 +92,27 @@ def images_per_class(num_images: int, min_per_class: int) -> dict[str, int]:
     return counts
 
 
-def _lesion_recipe(label: str, rng: np.random.Generator) -> dict:
-    """Everything that stays the same across the images of one lesion."""
+@dataclasses.dataclass(frozen=True)
+class LesionRecipe:
+    """Everything that stays the same across the images of one lesion (lesion_recipe draws it)."""
+
+    label: str
+    size: tuple[int, int]  # (width, height) in pixels before scaling
+    skin: np.ndarray  # RGB of the skin around the lesion
+    vignette: float  # darkening towards the corners
+    hairs: int
+    radius: float  # in units of the image's short side
+    aspect: float
+    harmonics: np.ndarray  # the border's wobble: amplitudes of 6 harmonics ...
+    phases: np.ndarray  # ... and their phases
+    color: np.ndarray  # RGB of the lesion
+    pattern_seed: int  # the class's texture
+
+
+def lesion_recipe(label: str, rng: np.random.Generator) -> LesionRecipe:
+    """A new lesion of class `label`, drawn from `rng`."""
     look = CLASS_LOOKS[label]
-    return dict(
+    return LesionRecipe(
         label=label,
         size=REAL_SIZES[rng.integers(len(REAL_SIZES))],
         skin=SKIN_TONES[rng.integers(len(SKIN_TONES))] + rng.normal(0, 8, 3),
@@ -136,9 +155,9 @@ def _texture(kind: str, x: np.ndarray, y: np.ndarray, r: np.ndarray, rng: np.ran
     raise ValueError(f"unknown texture {kind!r}")
 
 
-def render_image(recipe: dict, scale: float, rng: np.random.Generator) -> Image.Image:
+def render_image(recipe: LesionRecipe, scale: float, rng: np.random.Generator) -> Image.Image:
     """One image of the lesion in `recipe`, moved, turned and re-lit by `rng`."""
-    width, height = (max(16, round(side * scale)) for side in recipe["size"])
+    width, height = (max(16, round(side * scale)) for side in recipe.size)
     short = min(width, height)
     ys, xs = np.mgrid[0:height, 0:width].astype(float)
     # pixel coordinates in units of the short side, centred on the (moved) lesion
@@ -146,20 +165,20 @@ def render_image(recipe: dict, scale: float, rng: np.random.Generator) -> Image.
     angle = rng.uniform(0, 2 * np.pi)
     dx, dy = (xs - centre[0]) / short, (ys - centre[1]) / short
     u = np.cos(angle) * dx + np.sin(angle) * dy
-    v = (-np.sin(angle) * dx + np.cos(angle) * dy) / recipe["aspect"]
+    v = (-np.sin(angle) * dx + np.cos(angle) * dy) / recipe.aspect
     dist, theta = np.hypot(u, v), np.arctan2(v, u)
     k = np.arange(2, 8)[:, None, None]
-    wobble = (recipe["harmonics"][:, None, None] * np.cos(k * theta + recipe["phases"][:, None, None])).sum(0)
-    edge = recipe["radius"] * (1 + wobble)
-    look = CLASS_LOOKS[recipe["label"]]
-    inside = 1 / (1 + np.exp(-(edge - dist) / (look["soft"] * recipe["radius"] + 1e-3)))
+    wobble = (recipe.harmonics[:, None, None] * np.cos(k * theta + recipe.phases[:, None, None])).sum(0)
+    edge = recipe.radius * (1 + wobble)
+    look = CLASS_LOOKS[recipe.label]
+    inside = 1 / (1 + np.exp(-(edge - dist) / (look["soft"] * recipe.radius + 1e-3)))
 
-    pattern_rng = np.random.default_rng(recipe["pattern_seed"])
-    accent = _texture(look["texture"], u / recipe["radius"], v / recipe["radius"], dist / edge, pattern_rng)
-    lesion = recipe["color"] * (1 - accent[..., None]) + np.array(look["accent"], float) * accent[..., None]
-    image = recipe["skin"] * (1 - inside[..., None]) + lesion * inside[..., None]
+    pattern_rng = np.random.default_rng(recipe.pattern_seed)
+    accent = _texture(look["texture"], u / recipe.radius, v / recipe.radius, dist / edge, pattern_rng)
+    lesion = recipe.color * (1 - accent[..., None]) + np.array(look["accent"], float) * accent[..., None]
+    image = recipe.skin * (1 - inside[..., None]) + lesion * inside[..., None]
 
-    light = 1 - recipe["vignette"] * np.clip(np.hypot(xs / width - 0.5, ys / height - 0.5) * 1.6, 0, 1) ** 2
+    light = 1 - recipe.vignette * np.clip(np.hypot(xs / width - 0.5, ys / height - 0.5) * 1.6, 0, 1) ** 2
     image = image * (light * rng.uniform(0.9, 1.1))[..., None] + rng.normal(0, 6, image.shape)
     picture = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
 
@@ -169,7 +188,7 @@ def render_image(recipe: dict, scale: float, rng: np.random.Generator) -> Image.
             start = centre + rng.normal(0, 0.1 * short, 2)
             points = [tuple(start + np.cumsum(rng.normal(0, 0.08 * short, (5, 2)), axis=0)[i]) for i in range(5)]
             draw.line([tuple(start), *points], fill=(176, 30, 40), width=max(1, short // 110))
-    for _ in range(recipe["hairs"]):  # dark hairs cross the whole image
+    for _ in range(recipe.hairs):  # dark hairs cross the whole image
         x0, y0 = rng.uniform(0, width), rng.uniform(0, height)
         bend = rng.normal(0, 0.3 * short, 2)
         end = (x0 + rng.normal(0, width), y0 + rng.normal(0, height))
@@ -185,7 +204,7 @@ def plan_sample(params: SampleParams) -> list[dict]:
     for label, count in images_per_class(params.num_images, params.min_per_class).items():
         made = 0
         while made < count:
-            recipe = _lesion_recipe(label, rng)
+            recipe = lesion_recipe(label, rng)
             has_id = rng.random() > 0.08  # about 8% of real rows carry no lesion id
             n_images = min(count - made, int(rng.choice([1, 1, 1, 1, 1, 1, 1, 2, 2, 3]))) if has_id else 1
             lesion_id = f"IL_{int(rng.integers(10**7)):07d}" if has_id else ""
@@ -196,7 +215,7 @@ def plan_sample(params: SampleParams) -> list[dict]:
     order = rng.permutation(len(rows))  # classes interleave across image ids, as in the real set
     rows = [rows[i] for i in order]
     for number, row in enumerate(rows):
-        downsampled = row["recipe"]["size"][0] == 1024 and rng.random() < 0.05
+        downsampled = row["recipe"].size[0] == 1024 and rng.random() < 0.05
         row["image"] = f"ISIC_{number:07d}" + ("_downsampled" if downsampled else "")
         row["image_seed"] = int(rng.integers(2**31))
     return rows
@@ -215,3 +234,13 @@ def write_sample(rows: list[dict], scale: float, out: Path) -> None:
         meta.append(f"{row['image']},{row['age']},{row['site']},{row['lesion_id']},{row['sex']}")
     (out / GROUND_TRUTH_CSV).write_bytes(("\r\n".join(truth) + "\r\n").encode())
     (out / METADATA_CSV).write_bytes(("\r\n".join(meta) + "\r\n").encode())
+
+
+def lesion_images(count: int, side: int, seed: int = 0) -> Iterator[tuple[str, Image.Image]]:
+    """`count` dermoscopy-like images of `side` x `side` pixels, one lesion each, the classes in
+    turn: (class, image). For benchmarks and tests that need many distinct images."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        label = CLASSES[i % len(CLASSES)]
+        recipe = dataclasses.replace(lesion_recipe(label, rng), size=(side, side))
+        yield label, render_image(recipe, 1.0, rng)

@@ -8,7 +8,7 @@ import functools
 import io
 import logging
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -71,14 +71,20 @@ def expand_inputs(paths: list[Path]) -> list[ImageSource]:
     return images
 
 
-def read_images(paths: list[ImageSource], info: ModelInfo) -> tuple[list[np.ndarray | None], list[str]]:
-    """Decoded (size, size, 3) uint8 images, None where a file failed, and the error messages."""
-    decode = functools.partial(
+def image_decoder(info: ModelInfo) -> Callable[[BinaryIO], np.ndarray]:
+    """The decoding of an image file for the model `info` describes, to a (size, size, 3) uint8
+    array: what read_images applies to each file, and skinlesion serve to each upload."""
+    return functools.partial(
         load_image,
         size=info.image_size,
         crop_border=info.crop_border,
         color_constancy=info.color_constancy,
     )
+
+
+def read_images(paths: list[ImageSource], info: ModelInfo) -> tuple[list[np.ndarray | None], list[str]]:
+    """Decoded (size, size, 3) uint8 images, None where a file failed, and the error messages."""
+    decode = image_decoder(info)
     openers = [path.open if isinstance(path, ZipMember) else functools.partial(open, path, "rb") for path in paths]
     results = [decode_or_reason(opener, decode) for opener in openers]
     return [pixels for pixels, _ in results], [reason for _, reason in results]

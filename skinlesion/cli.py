@@ -3,10 +3,11 @@ Its arguments and what it prints live here; the work, in the library. Building t
 imports no torch, so `skinlesion --help` answers at once.
 
 skinlesion predict IMAGE ... [--model models/model.pt|model.onnx] [--out FILE] [--isic-submission FILE]
+skinlesion serve [--model models/model.pt|model.onnx] [--host 127.0.0.1] [--port 8000] [--max-batch 32]
 skinlesion export --format onnx [--model models/model.pt] [--out models/model.onnx]
 skinlesion compare A B [C ...] | --a A1 A2 ... --b B1 B2 ... [--json | --markdown]
 skinlesion import-isic [--test] [--out data/isic2019]
-skinlesion check-params [params.yaml ...]
+skinlesion check-params [params.yaml | profiles/NAME.yaml ...] [--onto params.yaml]
 skinlesion run-profile NAME [dvc exp run arguments ...]
 skinlesion params-schema [--out params.schema.json]
 """
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 def _predict(args: argparse.Namespace) -> int:
     """Predict args.images, printing results batch by batch (the library writes --out and
     --isic-submission as they come); returns 1 if any file could not be read."""
+    _model_file_exists(args.model)
     from tqdm import tqdm
 
     import skinlesion.predict.run as library
@@ -209,6 +213,53 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--site", help="anatomical site of every image, as ISIC writes it (e.g. 'head/neck')")
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """Serve args.model over HTTP until SIGINT or SIGTERM (docs/serve.md)."""
+    from skinlesion.errors import DataError
+    from skinlesion.serve.model import require_serve_extra
+
+    require_serve_extra()
+    if args.max_wait_ms < 0 or args.max_upload_mb <= 0:
+        raise DataError(
+            f"--max-wait-ms {args.max_wait_ms:g} must be 0 or more, --max-upload-mb {args.max_upload_mb:g} more than 0"
+        )
+    _model_file_exists(args.model)
+    from skinlesion.cores import available_cores
+    from skinlesion.serve.app import ServeSettings, serve
+    from skinlesion.serve.batching import Batching
+    from skinlesion.serve.model import ServedModel
+
+    with _parameters_as_flags():
+        served = ServedModel.load(args.model, device=args.device, tta=args.tta)
+    settings = ServeSettings(
+        batching=Batching(max_batch=args.max_batch, max_wait=args.max_wait_ms / 1000),
+        max_body=int(args.max_upload_mb * 2**20),
+        threads=args.threads or available_cores(),
+    )
+    serve(served, settings, host=args.host, port=args.port)
+    return 0
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", type=Path, default=Path("models/model.pt"), help="a model file, or its export (.onnx: no torch)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on; any other lets other machines in")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+    parser.add_argument("--max-batch", type=_positive, default=32, help="images per forward pass (1: no batching)")
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests (0: no batching)"
+    )
+    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="the largest request body accepted")
+    parser.add_argument("--threads", type=_positive, help="threads that decode uploads (default: the CPU cores)")
+    parser.add_argument(
+        "--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: CUDA, then MPS, then CPU"
+    )
+    parser.add_argument(
+        "--tta", default="none", choices=list(get_args(TTA)), help="test-time augmentation, on both inference routes"
+    )
+
+
 def _import_isic(args: argparse.Namespace) -> int:
     from skinlesion.data.official import import_files, import_test_files, verify_labels
 
@@ -224,7 +275,22 @@ def _import_isic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_file_exists(model: Path) -> None:
+    """Before torch is imported (seconds): a FileNotFoundError that says how to get the model."""
+    if model.is_file():
+        return
+    if model.suffix.lower() == ".onnx":
+        how = f"skinlesion export --model {model.with_suffix('.pt')} writes it"
+    else:
+        how = "train one with `dvc repro` (docs/getting-started.md), or `dvc pull` it from a remote (docs/remote.md)"
+    raise FileNotFoundError(f"{model}: model file not found; {how}")
+
+
 def _export(args: argparse.Namespace) -> int:
+    from skinlesion.predict.onnx_classifier import import_onnxruntime  # no torch
+
+    import_onnxruntime("skinlesion export --format onnx")  # the extra first: without it no model file helps
+    _model_file_exists(args.model)
     from skinlesion.export.onnx_graph import export_onnx
 
     export_onnx(args.model, args.out or args.model.with_suffix(".onnx"))
@@ -233,8 +299,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from skinlesion.errors import DataError
-    from skinlesion.evaluation.compare_text import as_markdown, as_text
-    from skinlesion.evaluation.runs import compare_sources, resolve
+    from skinlesion.evaluation.compare_text import as_markdown, as_text, not_one_setting, params_lines
+    from skinlesion.evaluation.runs import compare_sources, params_differences, resolve
 
     if args.runs and (args.a or args.b):
         raise DataError("compare: give runs A B [C ...] (each against A), or two groups --a ... --b ..., not both")
@@ -248,20 +314,33 @@ def _compare(args: argparse.Namespace) -> int:
     else:
         pairs = [(resolve(args.a, args.repo), resolve(args.b, args.repo))]
     results = [compare_sources(a, b, resamples=args.resamples, seed=args.seed) for a, b in pairs]
+    differences = [params_differences(a, b) for a, b in pairs]
+    for warning in {line: None for params in differences for line in not_one_setting(params)}:
+        log.warning(warning)
     if args.json:
-        print(json.dumps([{"a": [s.name for s in a], "b": [s.name for s in b], "sets": sets}
-                          for (a, b), sets in zip(pairs, results)], indent=2))  # fmt: skip
+        print(json.dumps([{"a": [s.name for s in a], "b": [s.name for s in b], "params": params, "sets": sets}
+                          for (a, b), params, sets in zip(pairs, differences, results)], indent=2))  # fmt: skip
     else:
-        print("\n\n".join((as_markdown if args.markdown else as_text)(sets) for sets in results))
+        shown = as_markdown if args.markdown else as_text
+        blocks = [
+            "\n".join([*params_lines(params, markdown=args.markdown), shown(sets)])
+            for params, sets in zip(differences, results)
+        ]
+        print("\n\n".join(blocks))
     return 0
 
 
 def _check_params(args: argparse.Namespace) -> int:
+    from skinlesion.profiles import check_profile, is_profile
     from skinlesion.schema import check_params_file
 
     for path in args.files:
-        check_params_file(path)
-        print(f"{path}: ok")
+        if is_profile(path):  # only the keys it changes: checked as run-profile would run it
+            check_profile(path, args.onto)
+            print(f"{path}: ok (applied onto {args.onto})")
+        else:
+            check_params_file(path)
+            print(f"{path}: ok")
     return 0
 
 
@@ -278,11 +357,26 @@ def _params_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+class _WithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each option's default, where it has one to show (not None, not a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        default = action.default
+        if default is None or default is False or default is argparse.SUPPRESS or "%(default)" in (action.help or ""):
+            return action.help
+        if not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)):
+            return action.help
+        shown = " ".join(map(str, default)) if isinstance(default, list) else str(default)
+        return f"{action.help or ''} (default: {shown.replace('%', '%%')})".lstrip()
+
+
 def parser() -> argparse.ArgumentParser:
     from skinlesion.data.official import OFFICIAL_URL
 
     root = argparse.ArgumentParser(prog="skinlesion", description=__doc__.splitlines()[0])
-    commands = root.add_subparsers(dest="command", required=True)
+    # every subcommand's --help shows its defaults, a subcommand added later too
+    subparser = functools.partial(argparse.ArgumentParser, formatter_class=_WithDefaults)
+    commands = root.add_subparsers(dest="command", required=True, parser_class=subparser)
     predict = commands.add_parser(
         "predict",
         help="classify new images with a trained model",
@@ -291,6 +385,15 @@ def parser() -> argparse.ArgumentParser:
     )
     add_predict_arguments(predict)
     predict.set_defaults(run=_predict)
+    served = commands.add_parser(
+        "serve",
+        help='serve a model over HTTP on 127.0.0.1 (needs: pip install -e ".[serve]")',
+        description="Open Inference Protocol (KServe v2) routes, POST /predict for an uploaded image, /metrics, "
+        "and an upload page at /; concurrent requests share forward passes. SIGTERM lets requests in flight "
+        "finish. docs/serve.md.",
+    )
+    add_serve_arguments(served)
+    served.set_defaults(run=_serve)
     official = commands.add_parser("import-isic", help="dvc import-url of the official ISIC 2019 files")
     official.add_argument(
         "--out", type=Path, help="folder to import into: data/isic2019 (data.root), with --test data/isic2019-test"
@@ -318,7 +421,7 @@ def parser() -> argparse.ArgumentParser:
         description="Each run is a git revision, an experiment as `dvc exp show` names it, a folder holding eval/ "
         "(the workspace: .), or a glob of experiment names. For the test split and every external set that all "
         "were scored on: balanced accuracy and macro AUC of each side (mean and sd over its runs), B - A with a "
-        "paired bootstrap 95%% interval (the same lesions for both sides, and the runs of a group drawn too), "
+        "paired bootstrap 95% interval (the same lesions for both sides, and the runs of a group drawn too), "
         "McNemar's exact test for one run a side, and recall per class. Refuses runs scored on different images.",
     )
     compare.add_argument("runs", nargs="*", help="runs A B [C ...]: each compared with A")
@@ -331,8 +434,14 @@ def parser() -> argparse.ArgumentParser:
     shown.add_argument("--json", action="store_true", help="print JSON")
     shown.add_argument("--markdown", action="store_true", help="print Markdown tables")
     compare.set_defaults(run=_compare)
-    check = commands.add_parser("check-params", help="check every section of params files at once")
-    check.add_argument("files", type=Path, nargs="*", default=[Path("params.yaml")])
+    check = commands.add_parser(
+        "check-params",
+        help="check every section of params files at once",
+        description="A file in profiles/ holds only the keys it changes: it is checked applied onto --onto, "
+        "as run-profile runs it.",
+    )
+    check.add_argument("files", type=Path, nargs="*", default=[Path("params.yaml")], help="params files or profiles")
+    check.add_argument("--onto", type=Path, default=Path("params.yaml"), help="the params file a profile changes")
     check.set_defaults(run=_check_params)
     profile = commands.add_parser(
         "run-profile",
@@ -348,7 +457,7 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def main(argv: list[str] | None = None) -> None:
+def _run(argv: list[str] | None) -> int:
     from skinlesion.entry import LOG_FORMAT, report_errors
 
     args, extra = parser().parse_known_args(argv)
@@ -356,7 +465,27 @@ def main(argv: list[str] | None = None) -> None:
         parser().error(f"unrecognized arguments: {' '.join(extra)}")
     args.dvc_args = extra
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    sys.exit(report_errors(f"skinlesion {args.command}", lambda: args.run(args)))
+    return report_errors(f"skinlesion {args.command}", lambda: args.run(args))
+
+
+# the status a shell reports for a tool that a closed pipe ended: 128 + SIGPIPE (13)
+CLOSED_PIPE = 141
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `skinlesion` command. Output into a pipe that closes early (`| head -2`) ends it
+    quietly, as it ends a Unix tool, not with a BrokenPipeError traceback."""
+    try:
+        try:
+            status = _run(argv)
+        except SystemExit as exit_:  # argparse's --help and usage errors write, then exit
+            status = exit_.code
+        sys.stdout.flush()  # here, where a closed pipe can be caught, not at exit
+    except BrokenPipeError:
+        # Python flushes stdout again as it exits: let that write go nowhere rather than fail too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = CLOSED_PIPE
+    sys.exit(status)
 
 
 if __name__ == "__main__":

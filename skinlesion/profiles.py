@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from skinlesion.config import ParamsError, parse_params
+from skinlesion.config import ParamsError, _suggestion, parse_params
 from skinlesion.schema import ParamsFile
 
 PROFILES = Path("profiles")
@@ -37,15 +37,18 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def apply_profile(params: dict, profile: dict, name: str) -> dict:
-    """`params` with the keys of `profile` replaced; a key params.yaml lacks is an error."""
+    """`params` with the keys of `profile` replaced; a key params.yaml lacks is an error that
+    names the nearest key it has."""
     merged = json.loads(json.dumps(params))
     for key, value in flatten(profile).items():
         *sections, leaf = key.split(".")
         node = merged
-        for part in sections:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or leaf not in node:
-            raise ParamsError(f"profile {name}: {key} is not a key of params.yaml")
+        for depth, part in enumerate([*sections, leaf]):
+            if not isinstance(node, dict) or part not in node:
+                hint = _suggestion(part, list(node)) if isinstance(node, dict) else ""
+                raise ParamsError(f"profile {name}: {key} is not a key of params.yaml{hint}")
+            if depth < len(sections):
+                node = node[part]
         node[leaf] = value
     return merged
 
@@ -66,9 +69,23 @@ def exp_run_command(name: str, profile: dict, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "dvc", "exp", "run", *where, "--name", name, *(f"-S{s}" for s in sets), *extra]
 
 
+def profile_path(name: str) -> Path:
+    """A profile's file: NAME is profiles/NAME.yaml; a name ending in .yaml is the file itself."""
+    return Path(name) if name.endswith((".yaml", ".yml")) else PROFILES / f"{name}.yaml"
+
+
+def is_profile(path: Path) -> bool:
+    """A file in a folder named profiles/ holds only the keys it changes: check it applied onto params.yaml."""
+    return path.resolve().parent.name == PROFILES.name
+
+
+def check_profile(path: Path, params_path: Path = Path("params.yaml")) -> ParamsFile:
+    """params.yaml with the profile at `path` applied, checked as run-profile checks it."""
+    return parse_params(ParamsFile, apply_profile(read_yaml(params_path), read_yaml(path), path.stem))
+
+
 def run_profile(name: str, extra: list[str], params_path: Path = Path("params.yaml")) -> int:
     """Check params.yaml with profile `name` applied, then run it as an experiment."""
-    path = Path(name) if name.endswith((".yaml", ".yml")) else PROFILES / f"{name}.yaml"
-    profile = read_yaml(path)
-    parse_params(ParamsFile, apply_profile(read_yaml(params_path), profile, path.stem))
-    return subprocess.run(exp_run_command(path.stem, profile, extra)).returncode
+    path = profile_path(name)
+    check_profile(path, params_path)
+    return subprocess.run(exp_run_command(path.stem, read_yaml(path), extra)).returncode

@@ -7,6 +7,7 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from skinlesion.classes import CLASSES
 from skinlesion.cli import main as skinlesion
@@ -161,3 +162,72 @@ def test_compare_reads_folders_git_revisions_and_experiments(tmp_path, capsys):
     assert code == 2 and "no-such-run: no folder with eval/, git revision or experiment of that name" in out
     code, out = _run_cli(["compare", "HEAD~1", "--b", ".", "--repo", str(repo)], capsys)
     assert code == 2 and "not both" in out
+
+
+def test_a_glob_of_folders_in_another_repo_folder_is_found_from_anywhere(tmp_path, capsys, monkeypatch):
+    """docs/real_data.md's `compare --repo benchmarks/results/... --a 'recipe-s*' --b 'metadata-s*'`,
+    run from outside that folder."""
+    predictions = tmp_path / "results" / "predictions"
+    for k, name in enumerate(["recipe-s42", "recipe-s43", "metadata-s42", "metadata-s43"]):
+        (predictions / name / "eval").mkdir(parents=True)
+        _table(_right(300 + 100 * (k // 2), k), k).to_csv(predictions / name / "eval" / "predictions.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    args = ["--a", "recipe-s*", "--b", "metadata-s*", "--resamples", "50", "--json"]
+    for repo in (str(predictions), "results/predictions"):
+        code, out = _run_cli(["compare", "--repo", repo, *args], capsys)
+        assert code == 0, out
+        [result] = json.loads(out)
+        assert result["a"] == ["recipe-s42", "recipe-s43"] and result["b"] == ["metadata-s42", "metadata-s43"]
+        assert result["params"] is None  # folders of predictions only: nothing to say about params
+    monkeypatch.chdir(predictions)
+    code, out = _run_cli(["compare", *args], capsys)
+    assert code == 0 and json.loads(out)[0]["a"] == ["recipe-s42", "recipe-s43"]
+
+
+def _commit_run(repo, params: dict, right: np.ndarray, seed: int) -> None:
+    """A run as a commit: params.yaml and the predictions it scored."""
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    (repo / "eval").mkdir(exist_ok=True)
+    _table(right, seed).to_csv(repo / "eval" / "predictions.csv", index=False)
+    _git(repo, "add", "params.yaml", "eval")
+    _git(repo, "commit", "-qm", f"run {seed}")
+
+
+def test_compare_names_the_params_that_differ_and_warns_of_a_side_that_is_not_one_setting(tmp_path, capsys, caplog):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    _git(repo, "config", "user.email", "ci@example.org")
+    _git(repo, "config", "user.name", "ci")
+    runs = [  # HEAD~3 .. HEAD
+        {"training": {"epochs": 3, "seed": 42}, "model": {"weights": "none"}},
+        {"training": {"epochs": 3, "seed": 43}, "model": {"weights": "none"}},
+        {"training": {"epochs": 5, "seed": 42}, "model": {"weights": "none"}, "sampling": {"oversample": True}},
+        {"training": {"epochs": 5, "seed": 43}, "model": {"weights": "imagenet"}},
+    ]
+    for k, params in enumerate(runs):
+        _commit_run(repo, params, _right(300 + 20 * k, k), k)
+
+    code, out = _run_cli(["compare", "HEAD~3", "HEAD~1", "--repo", str(repo), "--resamples", "50"], capsys)
+    assert code == 0, out
+    assert "params, A -> B:\n  sampling.oversample: (absent) -> true\n  training.epochs: 3 -> 5\n" in out
+    assert "training.seed" not in out and "model.weights" not in out and "not one setting" not in out
+
+    code, out = _run_cli(
+        ["compare", "--a", "HEAD~3", "HEAD~2", "--b", "HEAD~1", "HEAD", "--repo", str(repo), "--resamples", "50"],
+        capsys,
+    )
+    assert code == 0, out
+    assert '  model.weights: "none" -> "none", "imagenet"\n' in out and "  training.epochs: 3 -> 5\n" in out
+    assert "training.seed" not in out  # 42, 43 on both sides: the seeds of one setting
+    assert '  within B: model.weights: "none", "imagenet"\n' in out
+    warned = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warned == ['side B is not one setting: its runs differ in model.weights ("none", "imagenet"); '
+                      "sampling.oversample (true, (absent))"]  # fmt: skip
+
+    code, out = _run_cli(["compare", "HEAD~3", "HEAD~2", "--repo", str(repo), "--resamples", "50", "--json"], capsys)
+    assert json.loads(out)[0]["params"] == {
+        "between": {"training.seed": [["42"], ["43"]]},
+        "within": {"a": {}, "b": {}},
+        "unknown": [],
+    }

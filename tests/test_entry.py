@@ -83,5 +83,6 @@ def test_a_profile_with_a_misspelt_key_fails_before_dvc_runs(tmp_path, monkeypat
         skinlesion(["run-profile", "typo"])
     assert status.value.code == 2
     assert capsys.readouterr().err == (
-        "skinlesion run-profile: error: profile typo: training.epohcs is not a key of params.yaml\n"
+        "skinlesion run-profile: error: profile typo: training.epohcs is not a key of params.yaml; "
+        "did you mean 'epochs'?\n"
     )

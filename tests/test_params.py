@@ -148,3 +148,42 @@ def test_the_published_json_schema_is_current_and_checks_params(tmp_path):
     assert training["additionalProperties"] is False
     assert training["properties"]["device"]["enum"] == ["auto", "cuda", "mps", "cpu"]
     assert (REPO / "params.yaml").read_text().startswith("# yaml-language-server: $schema=params.schema.json")
+
+
+def test_check_params_checks_a_profile_applied_onto_params_yaml(tmp_path, capsys, monkeypatch):
+    """A profile holds only the keys it changes: `sample: missing` would be no finding."""
+    from skinlesion.cli import main as skinlesion
+
+    monkeypatch.chdir(REPO)
+    with pytest.raises(SystemExit) as status:
+        skinlesion(["check-params", "profiles/isic2019.yaml", "params.yaml"])
+    assert status.value.code == 0
+    assert capsys.readouterr().out == "profiles/isic2019.yaml: ok (applied onto params.yaml)\nparams.yaml: ok\n"
+
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "bad.yaml").write_text("training:\n  epochs: 0\n")
+    with pytest.raises(SystemExit) as status:
+        skinlesion(["check-params", str(profiles / "bad.yaml")])
+    assert status.value.code == 2
+    assert "training.epochs: must be greater than 0, got 0" in capsys.readouterr().err
+
+
+def test_a_misspelt_profile_key_names_the_nearest_one():
+    with pytest.raises(ParamsError, match=r"training.epohcs is not a key of params.yaml; did you mean 'epochs'\?"):
+        apply_profile(_raw(), {"training": {"epohcs": 80}}, "p")
+    with pytest.raises(ParamsError, match=r"trainig.epochs is not a key of params.yaml; did you mean 'training'\?"):
+        apply_profile(_raw(), {"trainig": {"epochs": 80}}, "p")
+
+
+def test_run_profile_refuses_a_misspelt_key_before_dvc_runs(tmp_path, monkeypatch, capsys):
+    from skinlesion.cli import main as skinlesion
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr("skinlesion.profiles.subprocess.run", lambda *args, **kwargs: pytest.fail("dvc ran"))
+    profile = tmp_path / "typo.yaml"
+    profile.write_text("model:\n  wieghts: imagenet\n")
+    with pytest.raises(SystemExit) as status:
+        skinlesion(["run-profile", str(profile)])
+    assert status.value.code == 2
+    assert "model.wieghts is not a key of params.yaml; did you mean 'weights'?" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """`skinlesion compare`'s reports as a terminal table or Markdown: per image set, each side's
 figure (mean ± sd over its runs), B - A with its paired 95% interval and what it shows,
-McNemar's test for one run a side, and recall per class."""
+McNemar's test for one run a side, and recall per class; and what differs in the runs' params."""
 
 from __future__ import annotations
 
@@ -90,3 +90,36 @@ def as_markdown(sets: dict[str, dict]) -> str:
         ]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def _values(shown: list[str]) -> str:
+    return ", ".join(shown)
+
+
+def not_one_setting(differences: dict | None) -> list[str]:
+    """A warning per side whose runs differ in more than training.seed."""
+    if not differences:
+        return []
+    return [
+        f"side {side.upper()} is not one setting: its runs differ in "
+        + "; ".join(f"{key} ({_values(shown)})" for key, shown in keys.items())
+        for side, keys in differences["within"].items()
+        if keys
+    ]
+
+
+def params_lines(differences: dict | None, *, markdown: bool = False) -> list[str]:
+    """What differs in params.yaml, A -> B, and within each side (params_differences' report),
+    as indented lines or a Markdown list."""
+    if differences is None:
+        return []
+    between = differences["between"]
+    items = [f"{key}: {_values(a)} -> {_values(b)}" for key, (a, b) in between.items()]
+    for side, keys in differences["within"].items():
+        items += [f"within {side.upper()}: {key}: {_values(shown)}" for key, shown in keys.items()]
+    if differences["unknown"]:
+        items.append(f"no params.yaml: {', '.join(differences['unknown'])}")
+    heading = "params, A -> B:" if between else "params: the same on both sides"
+    if markdown:
+        return [f"**{heading}**", "", *(f"- `{item}`" for item in items), ""] if items else [f"**{heading}**", ""]
+    return [heading, *(f"  {item}" for item in items)]

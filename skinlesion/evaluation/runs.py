@@ -3,6 +3,7 @@
 names and folders. The test split's predictions are eval/predictions.csv; an external set's,
 eval/external/<name>/predictions.csv. Git and DVC's experiment refs are read with git itself:
 evaluate's predictions are kept in git (cache: false in dvc.yaml), so no DVC cache is needed.
+A run's params.yaml, where it has one, says what differs between the runs compared.
 """
 
 from __future__ import annotations
@@ -10,17 +11,25 @@ from __future__ import annotations
 import fnmatch
 import functools
 import io
+import json
 import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
 from skinlesion.errors import DataError
 from skinlesion.evaluation.compare import Run, compare
+from skinlesion.profiles import flatten
 
 TEST = "test"
+PARAMS = "params.yaml"
+# the key that tells the runs of one setting apart
+SEED = "training.seed"
+ABSENT = "(absent)"
 PREDICTIONS = {TEST: "eval/predictions.csv"}
 EXTERNAL = "eval/external"
 
@@ -64,6 +73,18 @@ class Source:
         )
         return found + external
 
+    @functools.cached_property
+    def params(self) -> dict[str, Any] | None:
+        """Its params.yaml by dotted key, or None where it has none (a folder of predictions
+        only). Read as plain YAML, unchecked: an older revision's params need not fit today's
+        schema, and only what differs is shown."""
+        text = self._read(PARAMS)
+        try:
+            tree = yaml.safe_load(text) if text is not None else None
+        except yaml.YAMLError:
+            return None
+        return flatten(tree) if isinstance(tree, dict) else None
+
     def run(self, image_set: str) -> Run:
         path = PREDICTIONS.get(image_set, f"{EXTERNAL}/{image_set}/predictions.csv")
         text = self._read(path)
@@ -82,8 +103,9 @@ def resolve(names: list[str], repo: Path) -> list[Source]:
     sources = []
     for name in names:
         if any(char in name for char in "*?["):
+            # folders as paths inside repo, as a name given whole is (_source joins repo on)
             matched = sorted(fnmatch.filter(known, name)) + sorted(
-                str(path) for path in repo.glob(name) if (path / "eval").is_dir()
+                path.relative_to(repo).as_posix() for path in repo.glob(name) if (path / "eval").is_dir()
             )
             if not matched:
                 raise DataError(f"{name}: matches no experiment (dvc exp show) and no folder with eval/")
@@ -137,3 +159,36 @@ def compare_sources(a: list[Source], b: list[Source], *, resamples: int, seed: i
         )
         for name in common
     }
+
+
+def params_differences(a: list[Source], b: list[Source]) -> dict | None:
+    """What differs in params.yaml between the runs of two sides, each value as JSON text:
+    `between`, each key whose values on A and on B differ ({key: [A's values, B's values]});
+    `within`, per side, each key besides training.seed that its runs differ in (a side meant
+    as seeds of one setting that is not one); `unknown`, the runs without params.yaml. None
+    when no run has params (folders of predictions only)."""
+    known = [source for source in a + b if source.params is not None]
+    if not known:
+        return None
+
+    def values(side: list[Source], key: str) -> list[str]:
+        shown = [
+            json.dumps(source.params[key]) if key in source.params else ABSENT
+            for source in side
+            if source.params is not None
+        ]
+        return sorted(set(shown), key=shown.index)
+
+    keys = sorted({key for source in known for key in source.params})
+    sides = {"a": a, "b": b}
+    between = {}
+    for key in keys:
+        on_a, on_b = values(a, key), values(b, key)
+        if on_a and on_b and set(on_a) != set(on_b):
+            between[key] = [on_a, on_b]
+    within = {
+        side: {key: shown for key in keys if key != SEED and len(shown := values(runs, key)) > 1}
+        for side, runs in sides.items()
+    }
+    unknown = [source.name for source in a + b if source.params is None]
+    return {"between": between, "within": within, "unknown": unknown}

@@ -218,7 +218,7 @@ def test_a_fine_tuned_lite0_model_predicts_exports_and_explains_with_its_own_nor
     assert np.abs(by_torch - by_onnx).max() < 1e-4
     assert OnnxClassifier(exported).info.mean == mean  # the normalisation travels in the ONNX metadata
 
-    batch = torch.stack([torch.from_numpy(image).permute(2, 0, 1) for image in images]).float() / 255
+    batch = torch.stack([torch.from_numpy(np.array(image)).permute(2, 0, 1) for image in images]).float() / 255
     batch = (batch - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     cams = class_maps(model, batch, torch.from_numpy(by_torch.argmax(1)), None)
     assert cams.shape[0] == 6 and torch.isfinite(cams).all() and (cams.flatten(1).amax(1) > 0).any()

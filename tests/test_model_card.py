@@ -191,10 +191,14 @@ def test_the_data_section_names_source_version_counts_grouping_folds_and_targets
     assert "md5 `0123456789abcdef0123456789abcdef.dir`" in data
     assert "| MEL | 3 | 3 | 3 |" in data and "| total | 5 | 5 | 5 |" in data and "skipped as unreadable: 1" in data
     assert "Split by lesion" in data and "`cv.folds`): [0]" in data
-    assert "NV, MEL undersampled to 120" in data and "oversampled to 60" in data
+    assert "targets of 120 images for NV, MEL and 60 for every other class" in data
+    assert "cut to it by K-Means (8 clusters" in data and "a class below it filled to it with augmented copies" in data
     real = inputs(params=sample_params(data={"root": "data/isic2019"}), synthetic=False, data_version=None)
     data = section_text(card_markdown(build_card(real)), "Data")
-    assert "ISIC 2019 training data" in data and "not recorded" in data
+    assert "ISIC 2019 training data" in data and "not recorded" in data and "CC BY-NC 4.0" in data
+    plain = sample_params(sampling={"undersample": "none", "oversample": False})
+    data = section_text(card_markdown(build_card(inputs(params=plain))), "Data")
+    assert "kept whole (`sampling.undersample: none`)" in data and "(`sampling.oversample: false`)" in data
 
 
 def test_the_model_section_names_the_weights_source_and_the_normalisation():

@@ -84,7 +84,11 @@ def data_section(inputs: CardInputs) -> Section:
     if inputs.synthetic:
         source = f"The synthetic sample (`{params.data.root}`), written by make-sample in the ISIC 2019 file format."
     else:
-        source = f"The ISIC 2019 training data (`data.root`: `{params.data.root}`)."
+        source = (
+            f"The ISIC 2019 training data (`data.root`: `{params.data.root}`). Its licence, CC BY-NC 4.0, allows "
+            "non-commercial use with attribution: use this model within those terms (the project's MIT licence "
+            "covers its code, not the data or the models trained on it)."
+        )
     version = (
         f"Data version: md5 `{inputs.data_version}` as DVC hashes `{params.data.root}` (dvc.lock, prepare-split)."
         if inputs.data_version
@@ -129,12 +133,19 @@ def folds_text(folds: tuple[int, ...]) -> str:
 
 
 def resampling_text(sampling: SamplingParams) -> str:
-    """The per-class targets of the resampling stages."""
-    majority = ", ".join(sampling.majority_classes)
+    """The per-class targets of the resampling stages, and how each stage meets them."""
+    cut = {
+        "kmeans": f"cut to it by K-Means ({sampling.kmeans_clusters} clusters, images drawn within clusters)",
+        "random": "cut to it by a uniform random draw",
+        "none": "kept whole (`sampling.undersample: none`)",
+    }[sampling.undersample]
+    fill = "filled to it with augmented copies"
+    if not sampling.oversample:
+        fill = "left as it is (`sampling.oversample: false`)"
     return (
-        f"Resampling, of the training images only: {majority} undersampled to {sampling.majority_target} each "
-        f"(K-Means, {sampling.kmeans_clusters} clusters), every other class oversampled to "
-        f"{sampling.minority_target} with augmented copies."
+        f"Resampling, of the training images only: targets of {sampling.majority_target} images for "
+        f"{', '.join(sampling.majority_classes)} and {sampling.minority_target} for every other class; a class "
+        f"above its target is {cut}, a class below it {fill}."
     )
 
 

@@ -21,7 +21,8 @@ from sklearn.cluster import KMeans
 from benchmarks import publish
 from skinlesion.data.arrays import ImageWriter, open_images
 from skinlesion.data.synthetic import lesion_images
-from skinlesion.resampling.kmeans import SamplingParams, undersample
+from skinlesion.resampling.kmeans import undersample
+from skinlesion.resampling.params import SamplingParams
 
 
 def make_images(path: Path, count: int, size: int, seed: int = 0) -> None:

@@ -23,7 +23,7 @@ from sklearn.decomposition import PCA
 from skinlesion.atomic import atomic_file
 from skinlesion.config import View
 from skinlesion.data.arrays import ManifestImages
-from skinlesion.resampling.params import SamplingParams
+from skinlesion.resampling.params import UndersampleParams
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ FEATURE_DIMS = 32  # PCA components the clustering runs on
 class UndersampleRun(View):
     """The params kmeans-undersample reads."""
 
-    sampling: SamplingParams
+    sampling: UndersampleParams
 
 
 def image_features(images: ManifestImages | np.ndarray, rows: np.ndarray, chunk: int = 512) -> np.ndarray:
@@ -97,7 +97,7 @@ def pick_within_clusters(assignment: np.ndarray, target: int, seed: int) -> np.n
 
 
 def undersample(
-    manifest: pd.DataFrame, images: ManifestImages | np.ndarray, params: SamplingParams
+    manifest: pd.DataFrame, images: ManifestImages | np.ndarray, params: UndersampleParams
 ) -> tuple[pd.DataFrame, dict]:
     """Return the kept rows of `manifest` (in their original order) and per-class cluster info.
 

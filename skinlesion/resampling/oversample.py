@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from skinlesion.atomic import atomic_file
 from skinlesion.config import View
 from skinlesion.data.arrays import ManifestImages
-from skinlesion.resampling.targets import ClassTargets
+from skinlesion.resampling.targets import OversampleTargets
 from skinlesion.seeding import seed_everything
 from skinlesion.transforms.augment import augment
 from skinlesion.transforms.params import AugmentationParams
@@ -30,7 +30,7 @@ from skinlesion.transforms.params import AugmentationParams
 class OversampleRun(View):
     """The params augment-oversample reads."""
 
-    sampling: ClassTargets
+    sampling: OversampleTargets
     augmentation: AugmentationParams
 
 

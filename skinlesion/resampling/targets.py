@@ -18,12 +18,17 @@ class ClassTargets(View):
     majority_classes: tuple[Literal[CLASSES], ...]
     majority_target: int = Field(gt=0, description="training images of each majority class after undersampling")
     minority_target: int = Field(gt=0, description="training images of every other class after oversampling")
-    oversample: bool = Field(
-        description="fill each class below its target with augmented copies (false: no copies, beyond the recipe)"
-    )
 
     def targets(self) -> dict[str, int]:
         """Training images per class after resampling, in ISIC column order."""
         return {
             name: self.majority_target if name in self.majority_classes else self.minority_target for name in CLASSES
         }
+
+
+class OversampleTargets(ClassTargets):
+    """The keys of the `sampling` section augment-oversample reads."""
+
+    oversample: bool = Field(
+        description="fill each class below its target with augmented copies (false: no copies, beyond the recipe)"
+    )

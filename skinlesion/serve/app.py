@@ -159,7 +159,11 @@ class Endpoints:
         if cam and not self.served.explains:
             raise BadRequest(422, "cam: Grad-CAM needs the model file (.pt); this server runs its ONNX export")
         name = file.filename or "upload"
-        upload, warnings = await self._off_loop(requests.upload, await file.read(), name, fields, self.served.info)
+        try:
+            data = await file.read()
+        finally:
+            await file.close()  # the parser spools a large upload to a temporary file
+        upload, warnings = await self._off_loop(requests.upload, data, name, fields, self.served.info)
         if cam:  # through the inference thread, alone: Grad-CAM's hooks must not see another batch
             loop = asyncio.get_running_loop()
             prediction, overlay = await loop.run_in_executor(self._inference, self.served.explain, upload)
@@ -208,9 +212,13 @@ async def _form(request: Request, body: bytes) -> tuple[dict[str, str], UploadFi
 
 
 def _top(text: str, classes: int) -> int:
-    if not text.strip().isdigit() or not 1 <= int(text) <= classes:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0  # not a whole number ("2.5", "²"): refused below
+    if not 1 <= value <= classes:
         raise BadRequest(422, f"top is {text!r}; give a whole number from 1 to {classes}")
-    return int(text)
+    return value
 
 
 def _package_version() -> str:

@@ -112,6 +112,8 @@ class MicroBatcher(Generic[Item, Out]):
         images; a request that would overflow the batch opens the next one."""
         first, self._held = self._held or await self._queue.get(), None
         batch, size = [first], len(first.items)
+        if self.settings.max_wait <= 0:  # no waiting: each request is its own batch
+            return batch
         deadline = loop.time() + self.settings.max_wait
         while size < self.settings.max_batch:
             try:

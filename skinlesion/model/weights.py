@@ -14,8 +14,6 @@ Files are read with `torch.load(weights_only=True)`: tensors only, never a pickl
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
 import importlib.metadata
 import importlib.util
 import re
@@ -25,6 +23,7 @@ from pathlib import Path
 import torch
 from torchvision.models import WeightsEnum
 
+from skinlesion.digest import file_sha256
 from skinlesion.errors import MissingExtraError, WeightsError
 from skinlesion.model.names import TIMM_PREFIX
 
@@ -80,15 +79,6 @@ def packaged_file(name: str) -> Path:
     return Path(spec.origin).parent / packaged.file
 
 
-@functools.cache
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_source(name: str, weights: str, library_weights: WeightsEnum | None = None) -> str:
     """Where `weights` for backbone `name` come from, in one line for the model file and its
     card: the library and the weights' name, or the file and its sha256 (`library_weights`:
@@ -103,11 +93,17 @@ def weights_source(name: str, weights: str, library_weights: WeightsEnum | None 
     if weights == "packaged":
         path, packaged = packaged_file(name), PACKAGED[name]
         version = importlib.metadata.version(packaged.distribution)
-        return f"packaged: {packaged.distribution} {version}, {path.name} (sha256 {sha256(path)})"
+        return f"packaged: {packaged.distribution} {version}, {path.name} (sha256 {file_sha256(path)})"
+    path = _weights_file(weights)
+    return f"file: {path} (sha256 {file_sha256(path)})"
+
+
+def _weights_file(weights: str | Path) -> Path:
+    """model.weights as a file path, which must exist."""
     path = Path(weights)
     if not path.is_file():
         raise WeightsError(f"model.weights: {path} is not a file (use imagenet, packaged, none or a path)")
-    return f"file: {path} (sha256 {sha256(path.resolve())})"
+    return path
 
 
 def _library_state(name: str, library_weights: WeightsEnum | None) -> dict[str, torch.Tensor]:
@@ -134,8 +130,7 @@ def _library_state(name: str, library_weights: WeightsEnum | None) -> dict[str, 
 
 
 def _file_state(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise WeightsError(f"model.weights: {path} is not a file (use imagenet, packaged, none or a path)")
+    path = _weights_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a pickle with code in it, or not a torch file at all

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from skinlesion.classes import CLASSES
 from skinlesion.data.isic import GROUND_TRUTH_COLUMNS
+from skinlesion.digest import file_sha256
 from skinlesion.errors import DataError
 from skinlesion.model.info import ModelInfo
 from skinlesion.predict.records import Failure, Prediction, Result, image_stem
@@ -125,11 +125,7 @@ class OutputFile:
 def run_description(model_path: Path, tta: str, metadata: str | None) -> dict:
     """What a prediction's rows depend on, for OutputFile: the model file's content (sha256),
     the TTA and where the metadata came from."""
-    digest = hashlib.sha256()
-    with open(model_path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return {"model_sha256": digest.hexdigest(), "tta": tta, "metadata": metadata}
+    return {"model_sha256": file_sha256(model_path), "tta": tta, "metadata": metadata}
 
 
 def results_row(result: Result) -> dict:

@@ -6,7 +6,6 @@ inference thread (skinlesion.serve.batching says why)."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.util
 import json
 import tempfile
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from skinlesion.digest import file_sha256
 from skinlesion.errors import MissingExtraError
 from skinlesion.model.info import TTA, ModelInfo
 from skinlesion.predict.onnx_classifier import INFO_KEY, INPUTS, OUTPUT, OnnxClassifier, tta_views
@@ -71,8 +71,7 @@ class ServedModel:
         """The model file or export `path` (errors as load_classifier's: they name `device`)."""
         if not path.is_file():
             raise FileNotFoundError(f"{path}: model file not found")
-        with path.open("rb") as file:
-            version = hashlib.file_digest(file, "sha256").hexdigest()[:VERSION_CHARS]
+        version = file_sha256(path)[:VERSION_CHARS]
         return cls(classify=load_classifier(path, device=device, tta=tta), path=path, name=path.stem, version=version)
 
     @property

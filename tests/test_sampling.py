@@ -99,6 +99,9 @@ def test_random_undersampling_draws_uniformly_and_none_keeps_every_image(method)
     else:
         assert kept["label"].value_counts().to_dict() == {"NV": 40, "MEL": 40, "DF": 7}
         assert all(entry["assignment"].max() == 0 for entry in info.values())  # one cluster: a uniform draw
+        again, _ = undersample(manifest, images, params)
+        other, _ = undersample(manifest, images, params.model_copy(update={"seed": 1}))
+        assert list(again["image"]) == list(kept["image"]) != list(other["image"])  # the seed decides the draw
 
 
 def test_features_reduce_images_chunk_by_chunk():

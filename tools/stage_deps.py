@@ -28,8 +28,13 @@ def _imports(module: str) -> list[str]:
     tree = ast.parse((REPO / (module.replace(".", "/") + ".py")).read_text())
     names = []
     for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            raise ValueError(f"{module}: a relative import; write the module's full name")
         if isinstance(node, ast.ImportFrom) and node.module:
-            names.append(node.module)
+            # `from skinlesion.serve import requests` imports the module skinlesion.serve.requests
+            submodules = [f"{node.module}.{alias.name}" for alias in node.names]
+            found = [name for name in submodules if (REPO / (name.replace(".", "/") + ".py")).is_file()]
+            names.extend(found or [node.module])
         elif isinstance(node, ast.Import):
             names.extend(alias.name for alias in node.names)
     project = [name for name in names if name.split(".")[0] in PROJECT]

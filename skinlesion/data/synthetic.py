@@ -92,7 +92,7 @@ def images_per_class(num_images: int, min_per_class: int) -> dict[str, int]:
     return counts
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # arrays inside: compared by identity
 class LesionRecipe:
     """Everything that stays the same across the images of one lesion (lesion_recipe draws it)."""
 

@@ -80,7 +80,7 @@ def train_one_epoch(
     """One pass over the training loader; returns its epoch_scores. With several processes the
     figures cover all of them (DistributedSampler repeats a few images to even the shares)."""
     trainer.model.train()
-    if settings.backbone_lr_factor == 0:
+    if settings.backbone_lr_factor == 0 or epoch < settings.head_warmup_epochs:  # only the head learns
         freeze_backbone_statistics(trainer.net)
     device, dtype = trainer.device, autocast_dtype(trainer.device, settings.precision)
     loss_sum, predictions, targets = 0.0, [], []

@@ -48,6 +48,7 @@ from skinlesion.classes import CLASSES
 from skinlesion.cores import available_cores
 from skinlesion.evaluation.compare import Run, compare
 from skinlesion.evaluation.report_schema import EvalReport
+from skinlesion.profiles import flatten, read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,16 +64,11 @@ BUDGETS: dict[str, dict[str, str]] = {
         "sampling.majority_target": "600",
         "sampling.minority_target": "300",
     },
-    # transfer learning on a CPU (profiles/transfer-cpu.yaml): the ImageNet EfficientNet-Lite0 that
-    # a registry package ships, fine-tuned at 128 px; about 8 minutes a training on 2 cores
+    # transfer learning on a CPU: profiles/transfer-cpu.yaml's keys (the packaged ImageNet
+    # EfficientNet-Lite0 fine-tuned at 128 px), written once, in the profile
     "transfer-cpu": {
-        "prepare.image_size": "128",
-        "model.name": "timm/tf_efficientnet_lite0",
-        "model.weights": "packaged",
-        "training.epochs": "4",
+        **{key: str(value) for key, value in flatten(read_yaml(REPO / "profiles" / "transfer-cpu.yaml")).items()},
         "training.num_workers": "0",
-        "sampling.majority_target": "600",
-        "sampling.minority_target": "300",
     },
     "full": {
         "prepare.image_size": "224",
@@ -380,23 +376,35 @@ def main() -> None:
         "baseline": args.baseline,
         "external": {name: shown_path(folder) for name, folder in externals.items()},
     }
+    to_run = list(settings)
     if args.resume and args.out.exists():
-        report["rows"] = finished_rows(json.loads(args.out.read_text()), report, parser)
-    run_settings(args, report, budget, externals)
+        previous = json.loads(args.out.read_text())
+        report["rows"] = finished_rows(previous, report, parser)
+        # settings this run does not name (--only) keep their rows and stay in the table
+        report["settings"] = {**{name: previous["settings"][name] for name in report["rows"]}, **settings}
+    run_settings(args, report, budget, externals, to_run)
 
 
 def finished_rows(previous: dict, report: dict, parser: argparse.ArgumentParser) -> dict:
-    """The rows of an earlier, interrupted run of the same budget, settings and image sets."""
-    for key in ("budget", "budget_overrides", "external", "baseline"):
+    """The rows of an earlier, interrupted run of the same data, budget and image sets; a
+    setting named in both must not have changed."""
+    for key in ("data_root", "budget", "budget_overrides", "external", "baseline"):
         if previous.get(key) != report[key]:
             parser.error(f"--resume: the report's {key} is {previous.get(key)!r}, this run's {report[key]!r}")
-    changed = [name for name in previous["rows"] if previous["settings"].get(name) != report["settings"].get(name)]
+    rows = previous.get("rows", {})
+    if any(not all(seed.isdigit() for seed in by_seed) for by_seed in rows.values()):
+        parser.error("--resume: the report's rows are not kept per seed (written before --resume existed)")
+    changed = [
+        name for name in rows if name in report["settings"] and previous["settings"][name] != report["settings"][name]
+    ]
     if changed:
         parser.error(f"--resume: settings {changed} changed since the report was written")
-    return {name: {int(seed): row for seed, row in by_seed.items()} for name, by_seed in previous["rows"].items()}
+    return {name: {int(seed): row for seed, row in by_seed.items()} for name, by_seed in rows.items()}
 
 
-def run_settings(args: argparse.Namespace, report: dict, budget: dict, externals: dict[str, Path]) -> None:
+def run_settings(
+    args: argparse.Namespace, report: dict, budget: dict, externals: dict[str, Path], to_run: list[str]
+) -> None:
     """Every setting with every seed (seeds outermost, so an interrupted run has whole rounds),
     skipping the runs the report holds already; the report, the kept predictions and the
     table are written after each run."""
@@ -411,7 +419,8 @@ def run_settings(args: argparse.Namespace, report: dict, budget: dict, externals
         run("git", "clone", "-q", str(REPO), str(clone), cwd=Path(tmp))
         exp_run(clone, "prepare", budget, ["prepare-split"])  # decoded once; settings restore it
         for seed in report["seeds"]:
-            for name, overrides in report["settings"].items():
+            for name in to_run:
+                overrides = report["settings"][name]
                 if seed in report["rows"].get(name, {}):
                     continue
                 run_name = f"{name}-s{seed}"

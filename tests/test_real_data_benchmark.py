@@ -83,10 +83,16 @@ def test_each_budget_has_its_own_block_in_the_doc(tmp_path):
 
 def test_a_resumed_run_keeps_finished_rows_only_for_the_same_settings():
     parser = argparse.ArgumentParser()
-    report = {"budget": "transfer-cpu", "budget_overrides": {"a": "1"}, "external": {}, "baseline": "recipe"}
+    report = {"data_root": "d", "budget": "transfer-cpu", "budget_overrides": {"a": "1"}, "external": {}}
+    report["baseline"] = "recipe"
     report["settings"] = {"recipe": {}, "plain": {"x": "1"}}
     previous = report | {"rows": {"recipe": {"42": {"seconds": 1.0}}}}
     assert finished_rows(previous, report, parser) == {"recipe": {42: {"seconds": 1.0}}}
     changed = previous | {"settings": {"recipe": {"y": "2"}}}
     with pytest.raises(SystemExit):
         finished_rows(changed, report, parser)
+    other_only = report | {"settings": {"plain": {"x": "1"}}}  # --only plain: recipe's rows are kept
+    assert finished_rows(previous, other_only, parser) == {"recipe": {42: {"seconds": 1.0}}}
+    for stale in (previous | {"data_root": "elsewhere"}, previous | {"rows": {"recipe": {"seconds": 1.0}}}):
+        with pytest.raises(SystemExit):
+            finished_rows(stale, report, parser)

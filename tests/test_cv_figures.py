@@ -14,9 +14,9 @@ from skinlesion.data.arrays import ImageWriter
 from skinlesion.errors import DataError
 from skinlesion.evaluation.cv import (
     combine_folds,
+    cross_validation,
     fold_curves,
     fold_model_files,
-    fold_test_figures,
     out_of_fold_figures,
     shared_info,
 )
@@ -91,7 +91,7 @@ def test_each_fold_models_test_figures_their_mean_and_spread():
     out_of_fold = {"images": 40, "balanced_accuracy": 0.5, "accuracy": 0.6}
     members = [model_info(epoch=k, val_balanced_accuracy=0.1 * k) for k in range(3)]
     info = model_info(epoch=None, val_balanced_accuracy=None, members=members, out_of_fold=out_of_fold)
-    cv = fold_test_figures(folds_logs, y_true, info, bins=10)
+    cv = cross_validation(folds_logs, y_true, info, bins=10).model_dump()  # as eval.json holds it
     expected = [balanced_accuracy_score(y_true, p) for p in predictions]
     assert [cv["folds"][str(k)]["test"]["balanced_accuracy"] for k in range(3)] == pytest.approx(expected)
     assert cv["folds"]["2"]["epoch"] == 2 and cv["folds"]["1"]["val_balanced_accuracy"] == pytest.approx(0.1)

@@ -35,7 +35,7 @@ PARAM_KEYS = {
     f"{section}.{key}" for section, field in ParamsFile.model_fields.items() for key in field.annotation.model_fields
 }
 # eval.json's keys that start like a params section (`model.temperature`): named in the docs as metrics
-METRIC_KEYS = {".".join(key.split(".")[:2]) for key in docs_reference.EVAL_KEYS}
+METRIC_KEYS = {".".join(key.split(".")[:2]) for key in docs_reference.eval_keys()}
 # `model.pt`, `data.json`, `prepare.py`: file names, not keys
 SUFFIXES = {"py", "pt", "json", "csv", "npy", "yaml", "yml", "md", "png", "tsv", "zip", "txt", "html", "lock", "dvc"}
 

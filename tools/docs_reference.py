@@ -135,13 +135,6 @@ class DocsError(Exception):
     """A key or output without a description, or a description of one that is gone."""
 
 
-def __getattr__(name: str):
-    """EVAL_KEYS: eval_keys(), computed when read (tests/test_docs.py reads it)."""
-    if name == "EVAL_KEYS":
-        return eval_keys()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # ---------------------------------------------------------------- reading the repository
 
 

@@ -145,8 +145,3 @@ def _over_folds(tests: list[FoldFigures], statistic: Callable, *, fewest: int) -
     return FoldFigures(
         **{name: float(statistic(values)) if len(values) >= fewest else None for name, values in found.items()}
     )
-
-
-def fold_test_figures(folds_logs: np.ndarray, y_true: np.ndarray, info: ModelInfo, bins: int) -> dict:
-    """cross_validation as the JSON it is written as (what tests/test_cv_figures.py reads)."""
-    return cross_validation(folds_logs, y_true, info, bins).model_dump()

@@ -25,7 +25,6 @@ from skinlesion.config import View
 from skinlesion.data.split import lesion_groups
 from skinlesion.evaluation.cv import cross_validation
 from skinlesion.evaluation.metrics import (
-    balanced_accuracy,
     bootstrap_interval,
     classification_report,
     one_vs_rest_curves,
@@ -63,7 +62,7 @@ class Scores:
 def score_model(model: torch.nn.Module, info: ModelInfo, loader: DataLoader, device: torch.device, tta: TTA) -> Scores:
     """The test predictions of the model that load_checkpoint gave as (`model`, `info`). For the
     fold models' ensemble each fold model runs once (fold_predictions) and the ensemble's
-    probabilities are their mean; `folds_logs` keeps the folds' own for fold_test_figures."""
+    probabilities are their mean; `folds_logs` keeps the folds' own for cv.cross_validation."""
     if not info.is_ensemble:
         log_probabilities, y_true, loss = predict(model, loader, device, tta, info.temperature)
         described = SingleModel(
@@ -140,18 +139,19 @@ def evaluation_report(
     y_pred, lesions = probabilities.argmax(axis=1), lesion_groups(manifest).to_numpy()
     resampling = {"resamples": params.bootstrap_resamples, "seed": params.seed}
     low, high = bootstrap_interval(y_true, y_pred, lesions, len(classes), **resampling)
+    figures = classification_report(y_true, probabilities, classes, params.calibration_bins)
     subgroups = subgroup_report(
         manifest,
         y_true,
         y_pred,
         lesions,
         classes,
-        overall=balanced_accuracy(y_true, y_pred, len(classes)),
+        overall=figures["balanced_accuracy"],
         min_images=params.subgroup_min_images,
         **resampling,
     )
     return TestReport(
-        **classification_report(y_true, probabilities, classes, params.calibration_bins),
+        **figures,
         balanced_accuracy_ci95_low=low,
         balanced_accuracy_ci95_high=high,
         subgroups=subgroups,

@@ -92,7 +92,11 @@ class OnnxClassifier:
     def __call__(self, images: list[np.ndarray], names: list[str], metadata: np.ndarray | None) -> np.ndarray:
         """skinlesion.predict.run.Classifier's call."""
         batch = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 255)  # as ToDtype
-        batch = (batch - self.mean) / self.std
+        return self.probabilities((batch - self.mean) / self.std, metadata)
+
+    def probabilities(self, batch: np.ndarray, metadata: np.ndarray | None) -> np.ndarray:
+        """(N, C) probabilities of normalised float32 images (N, 3, S, S), with the graph's
+        temperature and the TTA: what the call computes after normalising (the server's infer route)."""
         feeds = {} if metadata is None else {INPUTS[1]: metadata.astype(np.float32)}
         views = tta_views(batch, self.tta)
         probabilities = [

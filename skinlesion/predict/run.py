@@ -39,6 +39,10 @@ class Classifier(Protocol):
         encode_metadata's (N, F) `metadata` for a model that fuses it."""
         ...
 
+    def probabilities(self, batch: np.ndarray, metadata: np.ndarray | None) -> np.ndarray:
+        """Class probabilities (N, C) of images already normalised, float32 (N, 3, S, S)."""
+        ...
+
 
 def load_classifier(
     model_path: Path,

@@ -43,12 +43,23 @@ class TorchClassifier:
         transform = input_transform(info)
         # decoded images are read-only arrays; torch.tensor copies them (from_numpy would warn)
         batch = torch.stack([transform(torch.tensor(image).permute(2, 0, 1)) for image in images])
-        batch = batch.to(self.device).contiguous(memory_format=memory_format(self.device))
-        inputs = None if metadata is None else torch.from_numpy(metadata).to(self.device)
-        with torch.no_grad():
-            probabilities = log_probabilities(self.model, batch, self.tta, info.temperature, inputs).exp().cpu()
+        batch, inputs = self._on_device(batch, metadata)
+        probabilities = self._probabilities(batch, inputs)
         if self.cam_dir is not None:
             save_predicted_class_maps(
                 self.model, batch, probabilities, inputs, images, names, info.classes, self.cam_dir
             )
         return probabilities.numpy()
+
+    def probabilities(self, batch: np.ndarray, metadata: np.ndarray | None) -> np.ndarray:
+        """(N, C) probabilities of normalised float32 images (N, 3, S, S), with the model's
+        temperature and TTA: what the call computes after normalising (the server's infer route)."""
+        return self._probabilities(*self._on_device(torch.from_numpy(batch), metadata)).numpy()
+
+    def _on_device(self, batch: torch.Tensor, metadata: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch = batch.to(self.device).contiguous(memory_format=memory_format(self.device))
+        return batch, None if metadata is None else torch.from_numpy(metadata).to(self.device)
+
+    def _probabilities(self, batch: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor:
+        with torch.no_grad():
+            return log_probabilities(self.model, batch, self.tta, self.info.temperature, inputs).exp().cpu()

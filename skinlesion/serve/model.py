@@ -17,7 +17,7 @@ import numpy as np
 from skinlesion.digest import file_sha256
 from skinlesion.errors import MissingExtraError
 from skinlesion.model.info import TTA, ModelInfo
-from skinlesion.predict.onnx_classifier import INFO_KEY, INPUTS, OUTPUT, OnnxClassifier, tta_views
+from skinlesion.predict.onnx_classifier import INFO_KEY, INPUTS, OUTPUT, OnnxClassifier
 from skinlesion.predict.records import Prediction
 from skinlesion.predict.run import Classifier, load_classifier
 
@@ -135,31 +135,7 @@ class ServedModel:
         classifier's temperature and TTA, as its call computes them after normalising."""
         batch = np.ascontiguousarray(np.stack([item.image for item in images]))
         metadata = np.stack([item.metadata for item in images]) if self.info.uses_metadata else None
-        if isinstance(self.classify, OnnxClassifier):
-            feeds = {} if metadata is None else {INPUTS[1]: metadata}
-            session = self.classify.session
-            views = tta_views(batch, self.classify.tta)
-            probabilities = np.mean(
-                [session.run([OUTPUT], {INPUTS[0]: np.ascontiguousarray(view), **feeds})[0] for view in views], axis=0
-            )
-        else:
-            probabilities = _torch_probabilities(self.classify, batch, metadata)
-        return list(probabilities)
-
-
-def _torch_probabilities(classify: Any, batch: np.ndarray, metadata: np.ndarray | None) -> np.ndarray:
-    """(N, C) probabilities of the normalised (N, 3, S, S) `batch` through a TorchClassifier's network."""
-    import torch
-
-    from skinlesion.model.device import memory_format
-    from skinlesion.model.inference import log_probabilities
-
-    device = classify.device
-    images = torch.from_numpy(batch).to(device).contiguous(memory_format=memory_format(device))
-    inputs = None if metadata is None else torch.from_numpy(metadata).to(device)
-    with torch.no_grad():
-        log_p = log_probabilities(classify.model, images, classify.tta, classify.info.temperature, inputs)
-    return log_p.exp().cpu().numpy()
+        return list(self.classify.probabilities(batch, metadata))
 
 
 def _decoded(value: str) -> Any:

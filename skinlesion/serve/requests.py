@@ -12,7 +12,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -48,22 +48,39 @@ def require_content_type(request: Request, expected: str, hint: str) -> None:
         raise BadRequest(415, f"Content-Type is {given or 'not given'}; {hint}")
 
 
+# of a body found too large, at most this much more is read and dropped before the 413, so that
+# an ordinary client, still sending, reads the answer instead of a connection reset
+DRAIN_BYTES = 8 * 1024 * 1024
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request's body, or a 413 as soon as it is known to exceed `limit` bytes."""
+    """The request's body, or a 413 once it is known to exceed `limit` bytes."""
     declared = request.headers.get("content-length")
     too_large = f"this server takes bodies of at most {limit} bytes (serve --max-upload-mb)"
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BadRequest(413, f"the body is {int(declared)} bytes; {too_large}")
-    chunks, size = [], 0
+    chunks, size, stream = [], 0, request.stream()
     try:
-        async for chunk in request.stream():
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            if int(declared) <= limit + DRAIN_BYTES:
+                await _drain(stream, limit + DRAIN_BYTES)
+            raise BadRequest(413, f"the body is {int(declared)} bytes; {too_large}")
+        async for chunk in stream:
             size += len(chunk)
             if size > limit:
+                await _drain(stream, DRAIN_BYTES)
                 raise BadRequest(413, f"the body is over {limit} bytes; {too_large}")
             chunks.append(chunk)
     except ClientDisconnect:
         raise BadRequest(400, "the client closed the connection before sending the whole body") from None
     return b"".join(chunks)
+
+
+async def _drain(stream: AsyncIterator[bytes], most: int) -> None:
+    """Read and drop what is left of the body `stream`, up to `most` bytes."""
+    dropped = 0
+    async for chunk in stream:
+        dropped += len(chunk)
+        if dropped > most:
+            return
 
 
 def upload(data: bytes, name: str, fields: Mapping[str, str], info: ModelInfo) -> tuple[Upload, list[str]]:

@@ -21,6 +21,7 @@ import yaml
 from sklearn.metrics import balanced_accuracy_score
 
 from skinlesion.classes import CLASSES
+from skinlesion.cli import main as skinlesion
 from skinlesion.cores import available_cores
 from skinlesion.model.checkpoint import read_checkpoint
 from skinlesion.model.info import ModelInfo
@@ -97,6 +98,25 @@ def run_stage(module: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
 def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     """Run the `skinlesion` command (as `python -m skinlesion ARGS`)."""
     return run_module("skinlesion", *args, **kwargs)
+
+
+@pytest.fixture
+def cli(capsys, caplog, monkeypatch):
+    """Run the `skinlesion` command in this process, as run_cli does in a new one but without
+    its seconds of start-up: `cli(*args, cwd=...)` gives its exit status and output (what it
+    logs is in the stderr, one message a line, as pytest's log capture takes it)."""
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        caplog.clear()
+        with pytest.raises(SystemExit) as exit_:
+            skinlesion(list(args))
+        out, err = capsys.readouterr()
+        logged = "".join(f"{record.getMessage()}\n" for record in caplog.records)
+        return subprocess.CompletedProcess(args, exit_.value.code, out, logged + err)
+
+    return run
 
 
 # The pipeline driven through the real dvc CLI, on a tiny copy of the repository.

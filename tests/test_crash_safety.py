@@ -12,26 +12,24 @@ import pytest
 import yaml
 from conftest import REPO, copy_built, run_dvc, stages_run
 
-# (stage, N): killed just before the N-th move of a finished output to its final name;
-# N = 2 leaves the first output complete and the rest unwritten
-CASES = [
-    ("make-sample", 1),
-    ("prepare-split", 1),
-    ("prepare-split", 2),
-    ("assign-folds", 1),
-    ("kmeans-undersample@0", 1),
-    ("augment-oversample@0", 1),
+# stage: the N of each kill, just before the N-th move of a finished output to its final name;
+# N = 2 leaves the first output complete and the rest unwritten. A stage's kills run one after
+# the other in one copy of the pipeline, then one dvc repro finishes it.
+KILLS = {
+    "make-sample": (1,),
+    "prepare-split": (1, 2),
+    "assign-folds": (1,),
+    "kmeans-undersample@0": (1,),
+    "augment-oversample@0": (1,),
     # train writes its outputs when it has finished: its 4th move is the first of them (after
     # the best model, the state and the calibrated model in its run folder)
-    ("train@0", 4),
-    ("ensemble", 1),
-    ("evaluate", 1),
-    ("evaluate", 2),
-    ("gradcam", 1),
+    "train@0": (4,),
+    "ensemble": (1,),
+    "evaluate": (1, 2),
+    "gradcam": (1,),
     # the Markdown, then the HTML
-    ("model-card", 1),
-    ("model-card", 2),
-]
+    "model-card": (1, 2),
+}
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +66,32 @@ def _forget_cached_outputs(repo: Path, stage: str) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("stage", "rename"), CASES, ids=[f"{stage}-before-move-{n}" for stage, n in CASES])
-def test_a_killed_stage_leaves_no_complete_looking_output_and_reruns_identically(finished, tmp_path, stage, rename):
+@pytest.mark.parametrize("stage", KILLS)
+def test_a_killed_stage_leaves_no_complete_looking_output_and_reruns_identically(finished, tmp_path, stage):
     repo = tmp_path / "repo"
     copy_built(finished, repo)
     forgotten = _forget_cached_outputs(repo, stage)
     outputs = _outputs(repo, stage)
     expected = {path: _digests(finished / path) for path in outputs}
-    record = tmp_path / "killed"
+    for rename in KILLS[stage]:
+        _kill_before_move(repo, stage, rename, outputs, expected)
+    assert f"{stage}:" in run_dvc("status", cwd=repo)
+
+    output = run_dvc("repro", cwd=repo)
+    # the same outputs again: nothing downstream reruns (a stage whose outputs are still in the
+    # cache may be checked out as dvc.lock records them instead)
+    restored = not forgotten and f"Stage '{stage}' is cached - skipping run" in output
+    assert stages_run(output) == ([] if restored else [stage])
+    assert (repo / "dvc.lock").read_text() == (finished / "dvc.lock").read_text()
+    assert {path: _digests(repo / path) for path in outputs} == expected
+    leftovers = [p for p in repo.rglob("*.tmp-*") if ".dvc" not in p.parts and ".git" not in p.parts]
+    assert leftovers == []
+
+
+def _kill_before_move(repo: Path, stage: str, rename: int, outputs: list[str], expected: dict) -> None:
+    """Run `stage` in `repo` until just before its `rename`-th move of an output, kill it with
+    SIGKILL there, and check that no output is left partial under its final name."""
+    record = repo.parent / f"killed-{rename}"
     env = {
         **os.environ,
         "DVC_NO_ANALYTICS": "1",
@@ -94,20 +110,9 @@ def test_a_killed_stage_leaves_no_complete_looking_output_and_reruns_identically
     assert record.exists() and killed.returncode != 0, f"{stage} was not killed:\n{killed.stdout}\n{killed.stderr}"
     about_to_write = (repo / record.read_text()).resolve().relative_to(repo.resolve())
 
-    left = {path: _digests(repo / path) for path in outputs}
-    for path, digests in left.items():
+    for path in outputs:
+        digests = _digests(repo / path)
         assert digests is None or digests == expected[path], f"{path}: a partial output under its final name"
     # killed while writing one of its outputs (or the folder that holds some of them)
     overlaps = [path for path in outputs if Path(path) in (about_to_write, *about_to_write.parents)]
     assert overlaps or any(about_to_write in Path(path).parents for path in outputs), about_to_write
-    assert f"{stage}:" in run_dvc("status", cwd=repo)
-
-    output = run_dvc("repro", cwd=repo)
-    # the same outputs again: nothing downstream reruns (a stage whose outputs are still in the
-    # cache may be checked out as dvc.lock records them instead)
-    restored = not forgotten and f"Stage '{stage}' is cached - skipping run" in output
-    assert stages_run(output) == ([] if restored else [stage])
-    assert (repo / "dvc.lock").read_text() == (finished / "dvc.lock").read_text()
-    assert {path: _digests(repo / path) for path in outputs} == expected
-    leftovers = [p for p in repo.rglob("*.tmp-*") if ".dvc" not in p.parts and ".git" not in p.parts]
-    assert leftovers == []

@@ -99,7 +99,7 @@ def test_a_single_model_exports_and_predict_runs_it_without_torch(tmp_path, real
 
 def test_a_fold_ensemble_with_metadata_is_one_graph_with_each_temperature(tmp_path, real_images):
     _, images, rows = real_images
-    temperatures = (0.8, 1.5, 2.5)
+    temperatures = (0.8, 2.5)
     members = []
     for fold, temperature in enumerate(temperatures):
         save_checkpoint(tmp_path / f"{fold}.pt", _model(fold, metadata=True), _member(temperature))
@@ -111,7 +111,7 @@ def test_a_fold_ensemble_with_metadata_is_one_graph_with_each_temperature(tmp_pa
 
     stored = {prop.key: prop.value for prop in onnx.load(exported, load_external_data=False).metadata_props}
     assert json.loads(stored["metadata_features"]) == list(FEATURES) and "missing flag" in stored["metadata_encoding"]
-    assert json.loads(stored["temperatures"]) == list(temperatures) and "3 fold models" in stored["output"]
+    assert json.loads(stored["temperatures"]) == list(temperatures) and "2 fold models" in stored["output"]
     assert OnnxClassifier(exported).info.members == infos
     metadata = encode_metadata(rows, "metadata")
     assert _agree(path, exported, images, metadata) < 1e-4

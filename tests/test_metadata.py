@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import model_info, run_cli, write_isic_csvs
+from conftest import model_info, write_isic_csvs
 from PIL import Image
 
 from skinlesion.classes import CLASSES
@@ -131,47 +131,45 @@ def fusion_file(tmp_path):
     return tmp_path
 
 
-def _predict(folder, *options):
+def _predict(cli, folder, *options):
     images = [str(folder / "ISIC_A.jpg"), str(folder / "ISIC_B.jpg")]
-    return run_cli(
-        "predict", *images, "--model", str(folder / "model.pt"), "--json", "--top", "8", *options, cwd=folder
-    )
+    return cli("predict", *images, "--model", str(folder / "model.pt"), "--json", "--top", "8", *options, cwd=folder)
 
 
 def _probabilities(result) -> list[dict]:
     return [{p["class"]: p["probability"] for p in item["predictions"]} for item in json.loads(result.stdout)]
 
 
-def test_predict_without_metadata_treats_it_as_missing_and_says_so(fusion_file):
-    result = _predict(fusion_file)
+def test_predict_without_metadata_treats_it_as_missing_and_says_so(cli, fusion_file):
+    result = _predict(cli, fusion_file)
     assert result.returncode == 0, result.stderr
     assert "none were given" in result.stderr and "all treated as missing" in result.stderr
     report = json.loads(result.stdout)
     assert [item["metadata"] for item in report] == [dict.fromkeys(FIELDS, "")] * 2
 
 
-def test_predict_reads_a_metadata_file_and_options(fusion_file):
+def test_predict_reads_a_metadata_file_and_options(cli, fusion_file):
     table = fusion_file / "metadata.csv"
     table.write_text("image,age_approx,anatom_site_general,lesion_id,sex\nISIC_A,70.0,head/neck,,male\n")
-    from_file = _predict(fusion_file, "--metadata", str(table))
+    from_file = _predict(cli, fusion_file, "--metadata", str(table))
     assert from_file.returncode == 0, from_file.stderr
     assert "no row for 1 of the images (ISIC_B)" in from_file.stderr
     report = json.loads(from_file.stdout)
     assert report[0]["metadata"] == {"age_approx": "70", "anatom_site_general": "head/neck", "sex": "male"}
     assert report[1]["metadata"] == dict.fromkeys(FIELDS, "")
-    by_option = _predict(fusion_file, "--age", "70", "--site", "head/neck", "--sex", "male")
-    missing = _predict(fusion_file)
+    by_option = _predict(cli, fusion_file, "--age", "70", "--site", "head/neck", "--sex", "male")
+    missing = _predict(cli, fusion_file)
     assert _probabilities(by_option)[0] == _probabilities(from_file)[0]  # the same values, however given
     assert _probabilities(from_file)[1] == _probabilities(missing)[1]
     assert _probabilities(from_file)[0] != _probabilities(missing)[0]
 
 
-def test_predict_names_bad_metadata(fusion_file):
-    result = _predict(fusion_file, "--age", "200")
+def test_predict_names_bad_metadata(cli, fusion_file):
+    result = _predict(cli, fusion_file, "--age", "200")
     assert result.returncode == 2 and "--age/--sex/--site: age_approx '200' is not an age" in result.stderr
     table = fusion_file / "metadata.csv"
     table.write_text("image,age_approx,anatom_site_general,sex\nISIC_A,40,knee,male\n")
-    result = _predict(fusion_file, "--metadata", str(table))
+    result = _predict(cli, fusion_file, "--metadata", str(table))
     assert result.returncode == 2 and f"{table}: line 2 (ISIC_A): anatom_site_general 'knee'" in result.stderr
-    result = _predict(fusion_file, "--metadata", str(table), "--sex", "male")
+    result = _predict(cli, fusion_file, "--metadata", str(table), "--sex", "male")
     assert result.returncode == 2 and "not both" in result.stderr

@@ -230,21 +230,15 @@ def run_queue(repo: Path, timeout: float = 600) -> str:
 
 
 @pytest.mark.slow
-def test_queued_experiments_compare_and_apply(repo):
+def test_a_sweep_queues_one_experiment_per_value(repo):
+    """`-S key=a,b` queues one experiment per value, each with its params (the queue itself
+    runs in the next test)."""
     run_command("git", "add", "-A", cwd=repo)
     run_command("git", "commit", "-qm", "baseline for the queue", "--allow-empty", cwd=repo)
     run_dvc("exp", "run", "--queue", "-S", "model.name=densenet121,resnet50", cwd=repo)
-    status = run_queue(repo)
-    assert "Failed" not in status, status
     table = list(csv.DictReader(io.StringIO(run_dvc("exp", "show", "--csv", cwd=repo))))
-    runs = {row["model.name"]: row for row in table if row.get("Experiment")}
-    assert {"densenet121", "resnet50"} <= set(runs)
-    assert all(runs[name]["test.balanced_accuracy"] not in ("", "-") for name in ("densenet121", "resnet50"))
-    run_dvc("exp", "apply", runs["resnet50"]["Experiment"], cwd=repo)
-    assert yaml.safe_load((repo / "params.yaml").read_text())["model"]["name"] == "resnet50"
-    assert json.loads((repo / "metrics" / "eval.json").read_text())["test"]["balanced_accuracy"] == pytest.approx(
-        float(runs["resnet50"]["test.balanced_accuracy"])
-    )
+    queued = [row["model.name"] for row in table if row.get("State") == "Queued"]
+    assert sorted(queued) == ["densenet121", "resnet50"]
 
 
 @pytest.mark.slow
@@ -252,10 +246,10 @@ def test_queued_experiments_with_every_option_on_real_images_from_a_fresh_clone(
     """Two experiments queued in a fresh clone, on an absolute data root outside the repository:
     a few hundred real dev-set images, whose metadata has gaps. The clone's dvc.lock points at
     sample outputs it never had; the first experiment fills the run cache, the second restores
-    prepare-split from it, and both must succeed (with a folder output, the second failed:
-    'failed to load directory'). The first turns on every option past the recipe: metadata
-    fusion, TTA, temperature scaling, hairs and frames. Both score isic2019-mini as an external
-    set, and skinlesion compare pairs the two on the test split and on it."""
+    the stages up to training from it, and both must succeed (with a folder output, the second
+    failed: 'failed to load directory'). Both turn on every option past the recipe: metadata
+    fusion, temperature scaling, hairs and frames, and the first TTA. Both score isic2019-mini
+    as an external set, and skinlesion compare pairs the two on the test split and on it."""
     run_command("git", "add", "-A", cwd=repo)
     run_command("git", "commit", "-qm", "lock of the sample run", "--allow-empty", cwd=repo)
     clone = tmp_path / "clone"
@@ -270,17 +264,24 @@ def test_queued_experiments_with_every_option_on_real_images_from_a_fresh_clone(
         "augmentation.frame": "0.5",
     }
     mini = f"+evaluate.external.mini={shared_data / 'isic2019-mini'}"
-    for name, settings in (("options", {**real, **options}), ("plain", {**real, "training.learning_rate": "0.0003"})):
+    for name, settings in (("options", {**real, **options}), ("no-tta", {**real, **options, "evaluate.tta": "none"})):
         flags = [arg for key, value in settings.items() for arg in ("-S", f"{key}={value}")]
         run_dvc("exp", "run", "--queue", "--name", name, *flags, "-S", mini, cwd=clone)
     status = run_queue(clone)
     assert status.count("Success") == 2 and "Failed" not in status, status
+    assert "Stage 'train@0' is cached - skipping run" in run_dvc("queue", "logs", "no-tta", cwd=clone)
 
+    # dvc exp show tables each run's params and metrics; exp apply brings one back
+    table = list(csv.DictReader(io.StringIO(run_dvc("exp", "show", "--csv", cwd=clone))))
+    runs = {row["Experiment"]: row for row in table if row.get("Experiment")}
+    assert runs["no-tta"]["evaluate.tta"] == "none" and runs["options"]["evaluate.tta"] == "dihedral"
     run_dvc("exp", "apply", "options", cwd=clone)
+    assert yaml.safe_load((clone / "params.yaml").read_text())["model"]["use_metadata"] is True
     assert str(root) in (clone / "dvc.lock").read_text()
     counts = json.loads((clone / "metrics" / "data.json").read_text())
     assert sum(counts[split]["total"] for split in ("train", "val", "test")) == len(list(root.glob("*/*.jpg")))
     report = check_eval_json(clone)
+    assert report["test"]["balanced_accuracy"] == pytest.approx(float(runs["options"]["test.balanced_accuracy"]))
     calibrated = read_checkpoint(clone / "models" / "model.pt")
     assert report["test"]["tta"] == "dihedral" and report["model"]["metadata"] is True
     assert report["model"]["temperature"] == calibrated["temperature"] != 1.0  # fitted on val, not the default
@@ -300,7 +301,7 @@ def test_queued_experiments_with_every_option_on_real_images_from_a_fresh_clone(
     assert external["images_in_folder"] == 70 and external["images"] + external["overlap_excluded"]["total"] == 70
     assert f"| mini | {external['images']} |" in (clone / "models" / "model_card.md").read_text()
     # compare pairs the two queued experiments on both image sets: B - A from the figures each reported
-    result = run_cli("compare", "plain", "options", "--resamples", "200", "--json", cwd=clone)
+    result = run_cli("compare", "no-tta", "options", "--resamples", "200", "--json", cwd=clone)
     assert result.returncode == 0, result.stderr
     sets = json.loads(result.stdout)[0]["sets"]
     assert list(sets) == ["test", "mini"]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, model_info, run_cli, run_module
+from conftest import REPO, model_info, run_module
 from PIL import Image
 
 import skinlesion.predict.run as library
@@ -35,7 +35,7 @@ def model_file(tmp_path):
     return tmp_path / "model.pt", model
 
 
-def test_predict_matches_evaluation_and_survives_a_bad_file(tmp_path, model_file):
+def test_predict_matches_evaluation_and_survives_a_bad_file(cli, tmp_path, model_file):
     path, model = model_file
     rng = np.random.default_rng(0)
     good = tmp_path / "lesion.jpg"
@@ -43,7 +43,7 @@ def test_predict_matches_evaluation_and_survives_a_bad_file(tmp_path, model_file
     bad = tmp_path / "notes.jpg"
     bad.write_text("not an image")
 
-    result = run_cli(
+    result = cli(
         "predict",
         str(bad),
         str(good),
@@ -86,7 +86,7 @@ def test_predict_table_output(tmp_path, model_file):
     assert line.startswith(str(image)) and len(line.split()) == 1 + 2 * 3
 
 
-def test_predict_batches_give_the_same_probabilities(tmp_path, model_file):
+def test_predict_batches_give_the_same_probabilities(cli, tmp_path, model_file):
     path, _ = model_file
     rng = np.random.default_rng(1)
     images = []
@@ -95,7 +95,7 @@ def test_predict_batches_give_the_same_probabilities(tmp_path, model_file):
         Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)).save(images[-1])
     runs = [
         json.loads(
-            run_cli(
+            cli(
                 "predict",
                 *map(str, images),
                 "--model",
@@ -117,11 +117,11 @@ def test_predict_batches_give_the_same_probabilities(tmp_path, model_file):
     assert probabilities[2] == pytest.approx(probabilities[0], abs=2e-4)
 
 
-def test_a_model_without_metadata_ignores_metadata_options_and_says_so(tmp_path, model_file):
+def test_a_model_without_metadata_ignores_metadata_options_and_says_so(cli, tmp_path, model_file):
     path, _ = model_file
     image = tmp_path / "a.png"
     Image.fromarray(np.full((50, 50, 3), 90, np.uint8)).save(image)
-    result = run_cli("predict", str(image), "--model", str(path), "--age", "40", cwd=tmp_path)
+    result = cli("predict", str(image), "--model", str(path), "--age", "40", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "the model takes no metadata; --metadata/--age/--sex/--site are ignored" in result.stderr
 

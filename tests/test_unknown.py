@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import model_info, run_cli
+from conftest import model_info
 from PIL import Image
 
 from skinlesion.classes import CLASSES
@@ -37,9 +37,9 @@ def model_folder(tmp_path):
     return tmp_path
 
 
-def test_the_submission_has_the_official_header_a_row_per_image_and_unk_from_the_score(model_folder, tmp_path):
+def test_the_submission_has_the_official_header_a_row_per_image_and_unk_from_the_score(cli, model_folder, tmp_path):
     out, model = tmp_path / "submission.csv", str(model_folder / "model.pt")
-    result = run_cli("predict", str(model_folder), "--model", model, "--isic-submission", str(out), cwd=model_folder)
+    result = cli("predict", str(model_folder), "--model", model, "--isic-submission", str(out), cwd=model_folder)
     assert result.returncode == 1 and "ISIC_0000009.jpg: error: cannot decode" in result.stderr  # named, rest written
     assert out.read_text().splitlines()[0] == ",".join(GROUND_TRUTH_COLUMNS)
     table = pd.read_csv(out)
@@ -59,13 +59,13 @@ def test_the_submission_has_the_official_header_a_row_per_image_and_unk_from_the
         for path in sorted(model_folder.glob("*.jpg")):
             zipped.write(path, f"ISIC_2019_Test_Input/{path.name}")
     from_zip = tmp_path / "from_zip.csv"
-    result = run_cli("predict", str(archive), "--model", model, "--isic-submission", str(from_zip), cwd=tmp_path)
+    result = cli("predict", str(archive), "--model", model, "--isic-submission", str(from_zip), cwd=tmp_path)
     assert result.returncode == 1 and f"{archive}:ISIC_2019_Test_Input/ISIC_0000009.jpg: error" in result.stderr
     assert from_zip.read_bytes() == out.read_bytes()
 
 
-def test_a_model_file_without_a_threshold_cannot_write_a_submission(model_folder):
-    result = run_cli(
+def test_a_model_file_without_a_threshold_cannot_write_a_submission(cli, model_folder):
+    result = cli(
         "predict",
         str(model_folder / "ISIC_0000000.jpg"),
         "--model",

@@ -1,5 +1,5 @@
 """Cross-validation through the dvc CLI on the tiny pipeline: folds as stages, trained on two
-machines that meet through a DVC remote's run cache, then changed as an experiment that
+machines that meet through a DVC remote's run cache, then saved as an experiment that
 travels with dvc exp push and pull."""
 
 import json
@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY, check_eval_json, copy_built, run_cli, run_command, run_dvc, stages_run, write_params
+from conftest import TINY, check_eval_json, copy_built, run_command, run_dvc, stages_run, write_params
 
 from skinlesion.classes import CLASSES
 from skinlesion.data.isic import GROUND_TRUTH_COLUMNS
@@ -19,7 +19,7 @@ FOLDS = [0, 1]
 
 
 @pytest.mark.slow
-def test_folds_trained_on_two_machines_meet_through_the_run_cache(built_tiny, tmp_path):
+def test_folds_trained_on_two_machines_meet_through_the_run_cache(built_tiny, tmp_path, cli):
     # machine one: the tiny pipeline as run with one fold, its git history and outputs shared
     one = copy_built(built_tiny, tmp_path / "one")
     run_command("git", "init", "-q", "--bare", str(tmp_path / "origin.git"), cwd=tmp_path)
@@ -67,7 +67,7 @@ def test_folds_trained_on_two_machines_meet_through_the_run_cache(built_tiny, tm
     # the ensemble writes the official submission format
     images = sorted((one / "data" / "sample" / "ISIC_2019_Training_Input").glob("*.jpg"))[:3]
     submission = tmp_path / "submission.csv"
-    result = run_cli(
+    result = cli(
         "predict", *map(str, images), "--model", "models/model.pt", "--isic-submission", str(submission), cwd=one
     )
     assert result.returncode == 0, result.stderr
@@ -82,16 +82,17 @@ def test_folds_trained_on_two_machines_meet_through_the_run_cache(built_tiny, tm
     assert marked == {"train@0", "train@1", "model-card"}
     run_command("git", "checkout", "--", "params.yaml", cwd=one)
 
-    # an experiment travels: pushed from machine one, pulled and applied on machine two
-    run_dvc("exp", "run", "--name", "fewer-resamples", "-S", "evaluate.bootstrap_resamples=50", cwd=one)
+    # an experiment travels: saved on machine one (the ensemble as it is), pushed, pulled and
+    # applied on machine two
+    run_dvc("exp", "save", "--name", "ensemble", cwd=one)
     # skinlesion compare finds the experiment by the name dvc exp show gives it: the same models, no difference
-    result = run_cli("compare", "fewer-resamples", ".", "--resamples", "100", "--json", cwd=one)
+    result = cli("compare", "ensemble", ".", "--resamples", "100", "--json", cwd=one)
     assert result.returncode == 0, result.stderr
     test = json.loads(result.stdout)[0]["sets"]["test"]
     assert test["balanced_accuracy"]["difference"] == 0 and test["mcnemar"]["p_value"] == 1.0
-    run_dvc("exp", "push", "origin", "fewer-resamples", cwd=one)
-    run_dvc("exp", "pull", "origin", "fewer-resamples", cwd=two)
-    run_dvc("exp", "apply", "fewer-resamples", cwd=two)
+    run_dvc("exp", "push", "origin", "ensemble", cwd=one)
+    run_dvc("exp", "pull", "origin", "ensemble", cwd=two)
+    run_dvc("exp", "apply", "ensemble", cwd=two)
     run_dvc("pull", cwd=two)
     assert (two / "models" / "model.pt").read_bytes() == (one / "models" / "model.pt").read_bytes()
     assert (two / "metrics" / "eval.json").read_text() == (one / "metrics" / "eval.json").read_text()

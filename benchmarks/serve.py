@@ -1,16 +1,20 @@
 """`skinlesion serve` on loopback against `skinlesion predict`'s library, one run: images per
 second and p50/p99 latency of POST /predict at 1, 8 and 32 concurrent clients, with
-micro-batching on (--max-batch, --max-wait-ms) and off (--max-batch 1), the server process's
-memory before and after the requests, and the requests that failed; each with its ratio.
+micro-batching on (each --max-batch, with --max-wait-ms) and off (--max-batch 1), the server
+process's memory before and after the requests, and the requests that failed; each with its
+ratio.
 
 A DenseNet121 with random weights at --size px (what is timed is the serving, not what the
 network learnt) is saved as a model file, or exported with `skinlesion export` (--format onnx).
 The baseline is the library on the same files and model in this process: classify_batches in
-batches of --max-batch, the median of three passes after a warm-up pass. Each server is `python -m skinlesion serve` on
-127.0.0.1 in its own process, warmed up by four requests; each client sends its requests one
-after another (a closed loop), --requests in all per setting, and no setting runs past --seconds.
+batches of 1, 8 and each --max-batch, each the median of three passes after a warm-up pass; the
+ratios are to the fastest of them (on a CPU a larger batch is not always faster). Each server
+is `python -m skinlesion serve` on 127.0.0.1 in its own process, warmed up by four requests;
+each client sends its requests one after another (a closed loop), --requests in all per
+setting, and no setting runs past --seconds.
 
     python -m benchmarks.serve --out benchmarks/results/cpu/serve.json
+    python -m benchmarks.serve --size 64 --clients 32 --requests 10000 --out benchmarks/results/cpu/serve_soak.json
 """
 
 from __future__ import annotations
@@ -145,7 +149,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="concurrent clients")
     parser.add_argument("--requests", type=int, default=128, help="uploads per setting")
     parser.add_argument("--files", type=int, default=64, help="distinct JPEGs (96 x 96) uploaded in turn")
-    parser.add_argument("--max-batch", type=int, default=32, help="serve --max-batch with batching on")
+    parser.add_argument(
+        "--max-batch", type=int, nargs="+", default=[8, 32], help="serve --max-batch with batching on, one run each"
+    )
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="serve --max-wait-ms with batching on")
     parser.add_argument("--seconds", type=float, default=300, help="time limit per setting")
     parser.add_argument("--out", type=Path, help="also write the report here (JSON)")
@@ -165,17 +171,20 @@ def main() -> None:
             model = model.with_suffix(".onnx")
         files = make_images(work / "images", args.files)
         bodies = [upload_body(file) for file in files]
-        library = library_rate(model, files, args.max_batch)
+        libraries = {size: library_rate(model, files, size) for size in sorted({1, 8, *args.max_batch})}
+        library = max(libraries.values())
         report = {
             "device": platform.processor() or "cpu",
             "cpus": os.cpu_count(),
             "model": f"densenet121 ({args.format}), random weights, {args.size} px",
             "image_files": f"{args.files} JPEGs of 96 x 96 px",
             "requests_per_setting": args.requests,
+            "library_images_per_s_by_batch": {str(size): round(rate, 2) for size, rate in libraries.items()},
             "library_images_per_s": round(library, 2),
             "settings": {},
         }
-        for name, max_batch, max_wait in [("batching", args.max_batch, args.max_wait_ms), ("no_batching", 1, 0.0)]:
+        batching = [(f"batching_{size}", size, args.max_wait_ms) for size in args.max_batch]
+        for name, max_batch, max_wait in [*batching, ("no_batching", 1, 0.0)]:
             with server(model, max_batch, max_wait) as (url, process):
                 for body in bodies[:4]:  # warm-up: the first forward passes set up the network's kernels
                     post(url, body)
@@ -193,11 +202,15 @@ def main() -> None:
                 "rss_mb_after": round(rss_after / 2**20, 1),
                 **runs,
             }
-        on, off = report["settings"]["batching"], report["settings"]["no_batching"]
+        off = report["settings"]["no_batching"]
         report["batching_speedup"] = {
-            key: round(on[key]["images_per_s"] / max(off[key]["images_per_s"], 1e-9), 2)
-            for key in on
-            if key.endswith("_clients")
+            name: {
+                key: round(on[key]["images_per_s"] / max(off[key]["images_per_s"], 1e-9), 2)
+                for key in on
+                if key.endswith("_clients")
+            }
+            for name, on in report["settings"].items()
+            if name != "no_batching"
         }
     publish(report, args.out)
 

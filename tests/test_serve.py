@@ -48,7 +48,7 @@ from skinlesion.model.info import ModelInfo
 from skinlesion.predict.records import Prediction
 from skinlesion.predict.run import classify_batches, load_classifier
 from skinlesion.serve.app import ServeSettings, create_app
-from skinlesion.serve.batching import Batching
+from skinlesion.serve.batching import Batching, MicroBatcher
 from skinlesion.serve.metrics import Metrics
 from skinlesion.serve.model import ServedModel
 
@@ -325,6 +325,35 @@ def tiny_export(path: Path, info: ModelInfo) -> None:
     model.ir_version = 8
     onnx.helper.set_model_props(model, description(info))
     onnx.save(model, path)
+
+
+def test_stopping_a_batcher_answers_the_requests_it_holds():
+    """Past uvicorn's graceful timeout the app stops its batchers: a request being gathered into
+    a batch, one in the batch that runs and one still queued each hear that the server is
+    shutting down, none waits for ever."""
+    release = threading.Event()
+
+    def run_batch(items: list[int]) -> list[int]:
+        release.wait(10)
+        return items
+
+    async def stopped(requests: list[list[int]], max_batch: int) -> list[BaseException | list[int]]:
+        settings = Batching(max_batch=max_batch, max_wait=30)
+        batcher = MicroBatcher(run_batch, settings=settings, executor=executor, metrics=Metrics(), route="test")
+        batcher.start()
+        submitted = []
+        for items in requests:
+            submitted.append(asyncio.ensure_future(batcher.submit(items)))
+            await asyncio.sleep(0.05)  # the worker takes it before the next comes
+        await asyncio.wait_for(batcher.stop(), 5)
+        return await asyncio.wait_for(asyncio.gather(*submitted, return_exceptions=True), 5)
+
+    with ThreadPoolExecutor(1) as executor:
+        gathering = asyncio.run(stopped([[1]], max_batch=2))  # waits 30 s for a second image
+        running = asyncio.run(stopped([[1, 2], [3]], max_batch=2))  # a full batch runs; [3] is queued
+        release.set()
+    for answer in [*gathering, *running]:
+        assert isinstance(answer, RuntimeError) and "shutting down" in str(answer), answer
 
 
 def free_port() -> int:

@@ -60,18 +60,20 @@ class MicroBatcher(Generic[Item, Out]):
         self._queue: asyncio.Queue[_Waiting[Item, Out]] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
         self._held: _Waiting[Item, Out] | None = None  # taken from the queue, first of the next batch
+        self._gathering: list[_Waiting[Item, Out]] = []  # taken from the queue into the batch being gathered
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"batcher {self.route}")
 
     async def stop(self) -> None:
-        """Stop the worker; requests still waiting get a RuntimeError (uvicorn lets every
-        request in flight finish before it stops the app, so none should be)."""
+        """Stop the worker; requests still waiting (queued, being gathered into a batch, or in
+        the batch that was running) get a RuntimeError. uvicorn lets every request in flight
+        finish before it stops the app, so only those past its graceful timeout should."""
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
         left = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
-        for waiting in [*left, *([self._held] if self._held else [])]:
+        for waiting in [*left, *self._gathering, *([self._held] if self._held else [])]:
             if not waiting.result.done():
                 waiting.result.set_exception(RuntimeError("the server is shutting down"))
 
@@ -90,10 +92,6 @@ class MicroBatcher(Generic[Item, Out]):
             items = [item for waiting in batch for item in waiting.items]
             try:
                 outputs = await loop.run_in_executor(self.executor, self.run_batch, items)
-            except asyncio.CancelledError:
-                for waiting in batch:
-                    waiting.result.cancel()
-                raise
             except Exception as error:  # the model failed: every request of the batch hears it
                 log.exception("%s: a batch of %d images failed", self.route, len(items))
                 for waiting in batch:
@@ -111,7 +109,8 @@ class MicroBatcher(Generic[Item, Out]):
         """The first waiting request, and those that join it within max_wait, up to max_batch
         images; a request that would overflow the batch opens the next one."""
         first, self._held = self._held or await self._queue.get(), None
-        batch, size = [first], len(first.items)
+        batch = self._gathering = [first]
+        size = len(first.items)
         if self.settings.max_wait <= 0:  # no waiting: each request is its own batch
             return batch
         deadline = loop.time() + self.settings.max_wait

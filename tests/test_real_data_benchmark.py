@@ -1,6 +1,8 @@
 """benchmarks/real_data.py: settings from the command line, and the table it writes into a doc."""
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,8 @@ from benchmarks.real_data import (
     write_markdown,
 )
 from skinlesion.classes import CLASSES
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_a_setting_is_a_name_and_overrides_whose_values_may_be_lists():
@@ -96,3 +100,15 @@ def test_a_resumed_run_keeps_finished_rows_only_for_the_same_settings():
     for stale in (previous | {"data_root": "elsewhere"}, previous | {"rows": {"recipe": {"seconds": 1.0}}}):
         with pytest.raises(SystemExit):
             finished_rows(stale, report, parser)
+
+
+@pytest.mark.parametrize("report", ["real_data.json", "real_data_transfer.json"])
+def test_the_docs_tables_are_what_the_committed_reports_render(report):
+    """docs/real_data.md's tables are the benchmark's rendering of its committed reports: a
+    figure edited in the page or in the report alone fails here."""
+    figures = json.loads((REPO / "benchmarks" / "results" / "cpu" / report).read_text())
+    marker = mark(figures["budget"])
+    page = (REPO / "docs" / "real_data.md").read_text()
+    assert page.count(marker) == 2, f"docs/real_data.md has no table of budget {figures['budget']}"
+    rendered = seeds_markdown(figures).replace(marker, "")
+    assert page.split(marker)[1].strip() == rendered.strip()

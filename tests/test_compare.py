@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import run_dvc
 
 from skinlesion.classes import CLASSES
 from skinlesion.cli import main as skinlesion
@@ -125,18 +126,18 @@ def test_compare_reads_folders_git_revisions_and_experiments(tmp_path, capsys):
     _git(repo, "init", "-q")
     _git(repo, "config", "user.email", "ci@example.org")
     _git(repo, "config", "user.name", "ci")
+    run_dvc("init", "-q", cwd=repo)
     a_right = _right(300)
     b_right = a_right | _right(500, 7)
     _table(a_right).to_csv(repo / "eval" / "predictions.csv", index=False)
-    _git(repo, "add", "eval")
+    _git(repo, "add", "eval", ".dvc")
     _git(repo, "commit", "-qm", "A")
     _table(b_right, 3).to_csv(repo / "eval" / "predictions.csv", index=False)
     (repo / "eval" / "external" / "clinic").mkdir(parents=True)
     _table(b_right, 4).to_csv(repo / "eval" / "external" / "clinic" / "predictions.csv", index=False)
     _git(repo, "add", "eval")
     _git(repo, "commit", "-qm", "B")
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
-    _git(repo, "update-ref", "refs/exps/ab/cdef0123/better-exp", head)  # as dvc exp run records an experiment
+    run_dvc("exp", "save", "-q", "--name", "better-exp", cwd=repo)  # B as an experiment
 
     code, out = _run_cli(
         ["compare", "HEAD~1", "better-exp", "--repo", str(repo), "--resamples", "200", "--json"], capsys

@@ -1,8 +1,9 @@
 """Where `skinlesion compare` finds a run's predictions: a folder holding eval/ (the workspace is
 `.`), a git revision, or an experiment as `dvc exp show` names it, or a glob of experiment
 names and folders. The test split's predictions are eval/predictions.csv; an external set's,
-eval/external/<name>/predictions.csv. Git and DVC's experiment refs are read with git itself:
-evaluate's predictions are kept in git (cache: false in dvc.yaml), so no DVC cache is needed.
+eval/external/<name>/predictions.csv. DVC lists the experiments; their files are read with git
+itself: evaluate's predictions are kept in git (cache: false in dvc.yaml), so no DVC cache is
+needed.
 A run's params.yaml, where it has one, says what differs between the runs compared.
 """
 
@@ -44,14 +45,21 @@ def _git(repo: Path, *args: str) -> str | None:
 
 
 def experiments(repo: Path) -> dict[str, str]:
-    """DVC's experiments in `repo`, by name: their commits (refs/exps/.../<name>). A name that
-    experiments of several baselines share maps to "" (ambiguous: name it by its commit)."""
-    listed = _git(repo, "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps") or ""
+    """DVC's experiments in `repo`, by name: their commits, as `dvc exp list --all-commits`
+    lists them (DVC's API, which keeps working when DVC changes how it stores them). A name that
+    experiments of several baselines share maps to "" (ambiguous: name it by its commit). None
+    outside a DVC repository."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(repo)) as dvc:
+            listed = dvc.experiments.ls(all_commits=True)
+    except NotDvcRepoError:
+        return {}
     found: dict[str, str] = {}
-    for line in listed.splitlines():
-        commit, ref = line.split(" ", 1)
-        if ref.count("/") >= 4:  # refs/exps/ab/cdef.../name; not refs/exps/celery/... or exec
-            name = ref.rsplit("/", 1)[1]
+    for name, commit in (run for runs in listed.values() for run in runs):
+        if commit:  # a queued experiment has none yet
             found[name] = commit if found.get(name, commit) == commit else ""
     return found
 

@@ -45,10 +45,11 @@ import pandas as pd
 
 from benchmarks import publish
 from skinlesion.classes import CLASSES
+from skinlesion.config import flatten
 from skinlesion.cores import available_cores
 from skinlesion.evaluation.compare import Run, compare
 from skinlesion.evaluation.report_schema import EvalReport
-from skinlesion.profiles import flatten, read_yaml
+from skinlesion.profiles import read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,6 +11,7 @@ and, for a misspelling, the nearest valid one.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from pathlib import Path
@@ -67,6 +68,34 @@ def _model_at(schema: type[BaseModel], path: tuple) -> type[BaseModel] | None:
 def _suggestion(name: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(name, choices, n=1)
     return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {choices}"
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"training": {"epochs": 50}} -> {"training.epochs": 50}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def apply_profile(params: dict, profile: dict, name: str) -> dict:
+    """`params` with the keys of `profile` replaced; a key params.yaml lacks is an error that
+    names the nearest key it has."""
+    merged = copy.deepcopy(params)
+    for key, value in flatten(profile).items():
+        *sections, leaf = key.split(".")
+        node = merged
+        for depth, part in enumerate([*sections, leaf]):
+            if not isinstance(node, dict) or part not in node:
+                hint = _suggestion(part, list(node)) if isinstance(node, dict) else ""
+                raise ParamsError(f"profile {name}: {key} is not a key of params.yaml{hint}")
+            if depth < len(sections):
+                node = node[part]
+        node[leaf] = value
+    return merged
 
 
 _FIELD_PREFIX = re.compile(r"^(\w+): (.*)$", re.S)

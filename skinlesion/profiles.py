@@ -15,42 +15,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from skinlesion.config import ParamsError, _suggestion, parse_params
+from skinlesion.config import ParamsError, apply_profile, flatten, parse_params
 from skinlesion.schema import ParamsFile
 
 PROFILES = Path("profiles")
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{"training": {"epochs": 50}} -> {"training.epochs": 50}."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def apply_profile(params: dict, profile: dict, name: str) -> dict:
-    """`params` with the keys of `profile` replaced; a key params.yaml lacks is an error that
-    names the nearest key it has."""
-    merged = json.loads(json.dumps(params))
-    for key, value in flatten(profile).items():
-        *sections, leaf = key.split(".")
-        node = merged
-        for depth, part in enumerate([*sections, leaf]):
-            if not isinstance(node, dict) or part not in node:
-                hint = _suggestion(part, list(node)) if isinstance(node, dict) else ""
-                raise ParamsError(f"profile {name}: {key} is not a key of params.yaml{hint}")
-            if depth < len(sections):
-                node = node[part]
-        node[leaf] = value
-    return merged
 
 
 def read_yaml(path: Path) -> dict:

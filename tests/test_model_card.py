@@ -384,7 +384,7 @@ def test_bad_input_names_the_file(tmp_path):
     (tmp_path / "clinic.json").write_text(json.dumps(evaluation()["test"]))
     with pytest.raises(DataError, match=r"clinic\.json: missing \['images_in_folder', 'overlap_excluded', 'skipped'\]"):
         read_external(tmp_path, ["clinic"])
-    with pytest.raises(DataError, match=r"recipe\.yaml: training: \['epoch'\] not keys of params\.yaml"):
+    with pytest.raises(DataError, match=r"^profile recipe\.yaml: training\.epoch is not a key of params\.yaml; did"):
         recipe_params(sample_params(), {"training": {"epoch": 50}}, "recipe.yaml")
     with pytest.raises(DataError, match=r"recipe\.yaml: params: training\.epochs"):
         recipe_params(sample_params(), {"training": {"epochs": "fifty"}}, "recipe.yaml")

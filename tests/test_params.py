@@ -6,10 +6,10 @@ import yaml
 from conftest import REPO
 
 from skinlesion.classes import CLASSES
-from skinlesion.config import ParamsError, load_params, parse_params
+from skinlesion.config import ParamsError, apply_profile, load_params, parse_params
 from skinlesion.data.prepare import PrepareRun
 from skinlesion.evaluation.report import EvaluateRun
-from skinlesion.profiles import apply_profile, exp_run_command
+from skinlesion.profiles import exp_run_command
 from skinlesion.schema import ParamsFile, check_params_file, params_schema
 from skinlesion.training.params import TrainRun
 

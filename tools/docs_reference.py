@@ -409,9 +409,9 @@ def key_pattern(key: str) -> str:
 
 def check_eval_keys(keys: dict[str, str]) -> list[str]:
     """What is wrong between the report's described keys and the committed one-fold metrics/eval.json."""
+    from skinlesion.config import flatten
     from skinlesion.errors import DataError
     from skinlesion.evaluation.report_schema import EvalReport
-    from skinlesion.profiles import flatten
 
     try:
         committed = EvalReport.read(REPO / "metrics/eval.json")

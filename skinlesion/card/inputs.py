@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from skinlesion.config import ParamsError, View, parse_params
+from skinlesion.config import ParamsError, View, apply_profile, parse_params
 from skinlesion.data.prepare import PrepareParams
 from skinlesion.errors import DataError
 from skinlesion.evaluation.params import EvaluateParams
@@ -163,17 +163,14 @@ def data_version(lock: dict | None, root: str) -> str | None:
 
 def recipe_params(params: ModelCardRun, profile: dict, where: str) -> ModelCardRun:
     """`params` with the recipe's profile (parsed from `where`) applied to the sections the card
-    reads, checked as params.yaml is; a key params.yaml lacks is a DataError naming the file."""
+    reads, as run-profile applies it to params.yaml, and checked; a key params.yaml lacks or a
+    value that does not fit is a DataError naming the file."""
     merged = params.model_dump(mode="json")
-    for section, values in profile.items():
-        if section not in merged:  # a section the card does not read (sample, gradcam)
-            continue
-        if not isinstance(values, dict):
-            raise DataError(f"{where}: {section} must be a mapping of its keys, got {values!r}")
-        unknown = sorted(set(values) - set(merged[section]))
-        if unknown:
-            raise DataError(f"{where}: {section}: {unknown} not keys of params.yaml")
-        merged[section].update(values)
+    read = {section: values for section, values in profile.items() if section in merged}  # not sample, gradcam
+    try:
+        merged = apply_profile(merged, read, where)
+    except ParamsError as error:  # it names the profile
+        raise DataError(str(error)) from None
     try:
         return parse_params(ModelCardRun, merged)
     except ParamsError as error:

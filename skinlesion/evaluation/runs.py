@@ -22,9 +22,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from skinlesion.config import flatten
 from skinlesion.errors import DataError
 from skinlesion.evaluation.compare import Run, compare
-from skinlesion.profiles import flatten
 
 TEST = "test"
 PARAMS = "params.yaml"

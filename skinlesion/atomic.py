@@ -1,4 +1,5 @@
-"""Crash-safe writing: outputs appear under their final names only when complete."""
+"""Crash-safe writing: outputs appear under their final names only when complete; and JSON read
+back with errors that name the file."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from skinlesion.errors import DataError
 
 
 def _remove_leftovers(path: Path) -> None:
@@ -92,3 +95,14 @@ def write_json(path: str | Path, data: Any) -> None:
     """Write `data` as indented JSON, atomically."""
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON in `path`; a DataError names the file when it is missing (an earlier stage
+    writes it) or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (run dvc repro: an earlier stage writes it)") from None
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error})") from None

@@ -6,13 +6,13 @@ params view is defined here."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from skinlesion.atomic import read_json
 from skinlesion.config import ParamsError, View, apply_profile, parse_params
 from skinlesion.data.prepare import PrepareParams
 from skinlesion.errors import DataError
@@ -81,14 +81,9 @@ class CardInputs:
     external: dict[str, ExternalReport]  # external set's name (evaluate.external) -> metrics/external/<name>.json
 
 
-def read_json(path: Path, required: tuple[str, ...]) -> dict:
+def read_json_keys(path: Path, required: tuple[str, ...]) -> dict:
     """The JSON object in `path`, which must hold the keys `required`."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: not found (run dvc repro: an earlier stage writes it)") from None
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON ({error})") from None
+    data = read_json(path)
     missing = [key for key in required if not isinstance(data, dict) or key not in data]
     if missing:
         raise DataError(f"{path}: missing {missing}")

@@ -14,13 +14,12 @@ without it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from skinlesion.atomic import write_json
+from skinlesion.atomic import read_json, write_json
 from skinlesion.errors import DataError
 from skinlesion.model.info import TTA
 
@@ -56,12 +55,7 @@ class Report(Record):
     def read(cls, path: Path) -> Self:
         """The report in the JSON file `path`; a DataError names the file and the keys that are
         missing or wrong."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(f"{path}: not found (run dvc repro: an earlier stage writes it)") from None
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}: not valid JSON ({error})") from None
+        data = read_json(path)
         try:
             return cls.model_validate(data)
         except ValidationError as error:

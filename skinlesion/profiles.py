@@ -12,6 +12,7 @@ workspace stay as they are (`--queue`, or other `dvc exp run` options, may be ad
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,12 +33,33 @@ def read_yaml(path: Path) -> dict:
 
 
 def exp_run_command(name: str, profile: dict, extra: list[str]) -> list[str]:
-    """The `dvc exp run` command of a profile: one -S per key (numbers, booleans and lists as JSON)."""
+    """The `dvc exp run` command of a profile: one -S per key (numbers, booleans and lists as
+    JSON). A value that is a relative path out of the repository (`data.root=../data`) is made
+    absolute: `--temp` and `--queue` run the experiment in a copy of the workspace under
+    .dvc/tmp, where ../data names another folder."""
     sets = [
         f"{key}={json.dumps(value) if not isinstance(value, str) else value}" for key, value in flatten(profile).items()
     ]
     where = [] if {"--queue", "--temp"} & set(extra) else ["--temp"]
-    return [sys.executable, "-m", "dvc", "exp", "run", *where, "--name", name, *(f"-S{s}" for s in sets), *extra]
+    extra = [_outside_path_absolute(arg) if _sets_a_param(extra, n) else arg for n, arg in enumerate(extra)]
+    return [
+        *(sys.executable, "-m", "dvc", "exp", "run", *where, "--name", name),
+        *(_outside_path_absolute(f"-S{setting}") for setting in sets),
+        *extra,
+    ]
+
+
+def _sets_a_param(args: list[str], n: int) -> bool:
+    """Whether args[n] is a `key=value` of dvc exp run's -S / --set-param (either form)."""
+    return args[n].startswith("-S") or (n > 0 and args[n - 1] in ("-S", "--set-param"))
+
+
+def _outside_path_absolute(setting: str) -> str:
+    """`[-S]key=value` with a value of the form ../PATH made absolute (from the repository root)."""
+    head, sep, value = setting.partition("=")
+    if sep and (value == ".." or value.startswith(("../", f"..{os.sep}"))):
+        return f"{head}={os.path.abspath(value)}"
+    return setting
 
 
 def profile_path(name: str) -> Path:

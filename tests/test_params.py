@@ -57,6 +57,23 @@ def test_a_profile_runs_as_one_dvc_exp_run_with_a_set_per_key():
     assert "--temp" not in exp_run_command("p", {}, ["--queue"])
 
 
+def test_a_path_out_of_the_repository_is_made_absolute_for_the_experiments_copy(tmp_path, monkeypatch):
+    """--temp runs in a copy of the workspace under .dvc/tmp, where ../data names another folder."""
+    monkeypatch.chdir(tmp_path)
+    outside = str(tmp_path.parent / "data")
+    extra = ["-S", "data.root=../data", "-Sevaluate.external.mini=../mini", "--set-param", "data.root=data/x"]
+    command = exp_run_command("p", {"data": {"root": "../data"}, "prepare": {"image_size": 128}}, extra)
+    assert command[-7:] == [
+        f"-Sdata.root={outside}",
+        "-Sprepare.image_size=128",
+        "-S",
+        f"data.root={outside}",
+        f"-Sevaluate.external.mini={tmp_path.parent / 'mini'}",
+        "--set-param",
+        "data.root=data/x",  # inside the repository: the copy has it too
+    ]
+
+
 @pytest.mark.parametrize(
     "section, key, value, message",
     [

@@ -47,7 +47,7 @@ def _git(repo: Path, *args: str) -> str | None:
 def experiments(repo: Path) -> dict[str, str]:
     """DVC's experiments in `repo`, by name: their commits, as `dvc exp list --all-commits`
     lists them (DVC's API, which keeps working when DVC changes how it stores them). A name that
-    experiments of several baselines share maps to "" (ambiguous: name it by its commit). None
+    experiments of several baselines share maps to "" (ambiguous: name it by its commit). Empty
     outside a DVC repository."""
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo

@@ -14,7 +14,8 @@ each client sends its requests one after another (a closed loop), --requests in 
 setting, and no setting runs past --seconds.
 
     python -m benchmarks.serve --out benchmarks/results/cpu/serve.json
-    python -m benchmarks.serve --size 64 --clients 32 --requests 10000 --out benchmarks/results/cpu/serve_soak.json
+    python -m benchmarks.serve --size 64 --clients 32 --requests 10000 --max-batch 32 --seconds 600 \
+        --out benchmarks/results/cpu/serve_soak.json
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Crash-safe writing: outputs appear under their final names only when complete; and JSON read
-back with errors that name the file."""
+"""Crash-safe writing: outputs appear under their final names only when complete."""
 
 from __future__ import annotations
 
@@ -13,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from skinlesion.errors import DataError
+# read_json moved to skinlesion.files; kept importable from here until skinlesion.classes (being
+# edited beside this change) imports it from there: then delete this line
+from skinlesion.files import read_json  # noqa: F401
 
 
 def _remove_leftovers(path: Path) -> None:
@@ -95,14 +96,3 @@ def write_json(path: str | Path, data: Any) -> None:
     """Write `data` as indented JSON, atomically."""
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-
-
-def read_json(path: str | Path) -> Any:
-    """The JSON in `path`; a DataError names the file when it is missing (an earlier stage
-    writes it) or not JSON."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: not found (run dvc repro: an earlier stage writes it)") from None
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON ({error})") from None

@@ -17,8 +17,9 @@ import re
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from skinlesion.files import read_yaml
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
@@ -142,12 +143,6 @@ def parse_params(schema: type[Schema], mapping: Any) -> Schema:
 
 
 def load_params(schema: type[Schema], path: str | Path = "params.yaml") -> Schema:
-    """Read the sections of params.yaml that `schema` names and check them."""
-    path = Path(path)
-    try:
-        mapping = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ParamsError(f"params: {path} not found (run from the repository root)") from None
-    except yaml.YAMLError as error:
-        raise ParamsError(f"params: {path} is not valid YAML: {error}") from None
-    return parse_params(schema, mapping or {})
+    """Read the sections of params.yaml that `schema` names and check them (a file that is
+    missing or not a YAML mapping is a DataError naming it)."""
+    return parse_params(schema, read_yaml(path))

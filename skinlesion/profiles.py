@@ -17,19 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
-from skinlesion.config import ParamsError, apply_profile, flatten, parse_params
+from skinlesion.config import apply_profile, flatten, parse_params
+from skinlesion.files import read_yaml
 from skinlesion.schema import ParamsFile
 
 PROFILES = Path("profiles")
-
-
-def read_yaml(path: Path) -> dict:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ParamsError(f"{path} not found (run from the repository root)") from None
 
 
 def exp_run_command(name: str, profile: dict, extra: list[str]) -> list[str]:

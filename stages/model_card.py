@@ -23,7 +23,6 @@ from skinlesion.card.inputs import (
     read_gradcam,
     read_json_keys,
     read_predictions,
-    read_yaml,
     recipe_params,
 )
 from skinlesion.card.render import card_html, card_markdown
@@ -31,6 +30,7 @@ from skinlesion.card.sections import build_card
 from skinlesion.config import load_params
 from skinlesion.entry import run_stage
 from skinlesion.evaluation.report_schema import EvalReport
+from skinlesion.files import read_yaml
 from skinlesion.model.checkpoint import read_checkpoint
 from skinlesion.model.info import ModelInfo
 

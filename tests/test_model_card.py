@@ -28,7 +28,6 @@ from skinlesion.card.inputs import (
     read_curves,
     read_external,
     read_predictions,
-    read_yaml,
     recipe_params,
 )
 from skinlesion.card.render import card_html, card_markdown
@@ -37,6 +36,7 @@ from skinlesion.classes import CLASSES
 from skinlesion.config import parse_params
 from skinlesion.errors import DataError
 from skinlesion.evaluation.report_schema import EvalReport, ExternalReport
+from skinlesion.files import read_yaml
 from skinlesion.model.info import ModelInfo
 
 SECTIONS = [

@@ -29,7 +29,7 @@ import types
 import typing
 from pathlib import Path
 
-import yaml
+from skinlesion.files import read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS_PAGE = Path("docs/reference/params.md")
@@ -158,7 +158,7 @@ def yaml_lines(path: Path) -> dict[str, tuple[str, str]]:
 
 
 def load_yaml(path: Path) -> dict:
-    return yaml.safe_load((REPO / path).read_text(encoding="utf-8"))
+    return read_yaml(REPO / path)
 
 
 def _lookup(tree: dict, dotted: str):

@@ -10,14 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from skinlesion.atomic import read_json
 from skinlesion.config import ParamsError, View, apply_profile, parse_params
 from skinlesion.data.prepare import PrepareParams
 from skinlesion.errors import DataError
 from skinlesion.evaluation.params import EvaluateParams
 from skinlesion.evaluation.report_schema import EvalReport, ExternalReport
+from skinlesion.files import read_json
 from skinlesion.model.info import ModelInfo
 from skinlesion.model.params import ModelParams
 from skinlesion.resampling.params import SamplingParams
@@ -100,19 +99,6 @@ def read_external(folder: Path, names: list[str]) -> dict[str, ExternalReport]:
             raise DataError(f"{path}: not found (run dvc repro: evaluate-external@{name} writes it)")
         reports[name] = ExternalReport.read(path)
     return reports
-
-
-def read_yaml(path: Path) -> dict:
-    """The mapping in the YAML file `path` (the recipe's profile, dvc.lock)."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: not found") from None
-    except yaml.YAMLError as error:
-        raise DataError(f"{path}: not valid YAML ({error})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a mapping, got {type(data).__name__}")
-    return data
 
 
 def read_predictions(path: Path, classes: list[str]) -> pd.DataFrame:

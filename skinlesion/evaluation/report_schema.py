@@ -19,8 +19,9 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from skinlesion.atomic import read_json, write_json
+from skinlesion.atomic import write_json
 from skinlesion.errors import DataError
+from skinlesion.files import read_json
 from skinlesion.model.info import TTA
 
 

@@ -170,7 +170,13 @@ def _positive(text: str) -> int:
     return value
 
 
-def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_predict(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "predict",
+        help="classify new images with a trained model",
+        description="Exit status: 0 all images predicted, 1 some files could not be read (named on stderr), "
+        "2 usage or bad input.",
+    )
     parser.add_argument(
         "images", type=Path, nargs="+", help="image files (JPEG, PNG, ...), folders of them, or zip archives of them"
     )
@@ -211,6 +217,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--age", help="approximate age in years of every image (instead of --metadata)")
     parser.add_argument("--sex", help="male or female, for every image")
     parser.add_argument("--site", help="anatomical site of every image, as ISIC writes it (e.g. 'head/neck')")
+    parser.set_defaults(run=_predict)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -240,7 +247,14 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help='serve a model over HTTP on 127.0.0.1 (needs: pip install -e ".[serve]")',
+        description="Open Inference Protocol (KServe v2) routes, POST /predict for an uploaded image, /metrics, "
+        "and an upload page at /; concurrent requests share forward passes. SIGTERM lets requests in flight "
+        "finish. docs/serve.md.",
+    )
     parser.add_argument(
         "--model", type=Path, default=Path("models/model.pt"), help="a model file, or its export (.onnx: no torch)"
     )
@@ -258,6 +272,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tta", default="none", choices=list(get_args(TTA)), help="test-time augmentation, on both inference routes"
     )
+    parser.set_defaults(run=_serve)
 
 
 def _import_isic(args: argparse.Namespace) -> int:
@@ -273,6 +288,21 @@ def _import_isic(args: argparse.Namespace) -> int:
         verify_labels(args.out)
         logging.getLogger(__name__).info("the CSVs are the official ISIC 2019 release")
     return 0
+
+
+def _add_import_isic(commands: argparse._SubParsersAction) -> None:
+    from skinlesion.data.official import OFFICIAL_URL
+
+    parser = commands.add_parser("import-isic", help="dvc import-url of the official ISIC 2019 files")
+    parser.add_argument(
+        "--out", type=Path, help="folder to import into: data/isic2019 (data.root), with --test data/isic2019-test"
+    )
+    parser.add_argument(
+        "--test", action="store_true", help="the official test images and metadata (and ground truth, if served)"
+    )
+    parser.add_argument("--base-url", default=OFFICIAL_URL, help="where the three files are served")
+    parser.add_argument("--no-verify", action="store_true", help="skip the md5 check of the CSVs")
+    parser.set_defaults(run=_import_isic)
 
 
 def _model_file_exists(model: Path) -> None:
@@ -295,6 +325,20 @@ def _export(args: argparse.Namespace) -> int:
 
     export_onnx(args.model, args.out or args.model.with_suffix(".onnx"))
     return 0
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "export",
+        help='write a model as ONNX, to run without this pipeline or torch (needs: pip install -e ".[onnx]")',
+        description="One graph with a dynamic batch size, from normalised images (and encoded metadata) to class "
+        "probabilities with the model's temperature; a fold ensemble's members averaged in it. The preprocessing "
+        "it expects is in the file's metadata (docs/predict.md). Checked against torch before it is written.",
+    )
+    parser.add_argument("--format", choices=["onnx"], default="onnx", help="the export format")
+    parser.add_argument("--model", type=Path, default=Path("models/model.pt"), help="the model file to export")
+    parser.add_argument("--out", type=Path, help="the exported file (default: the model's path with .onnx)")
+    parser.set_defaults(run=_export)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -330,6 +374,28 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "compare",
+        help="did a change help? two runs, or two groups of seeds, on the same test images, with paired intervals",
+        description="Each run is a git revision, an experiment as `dvc exp show` names it, a folder holding eval/ "
+        "(the workspace: .), or a glob of experiment names. For the test split and every external set that all "
+        "were scored on: balanced accuracy and macro AUC of each side (mean and sd over its runs), B - A with a "
+        "paired bootstrap 95% interval (the same lesions for both sides, and the runs of a group drawn too), "
+        "McNemar's exact test for one run a side, and recall per class. Refuses runs scored on different images.",
+    )
+    parser.add_argument("runs", nargs="*", help="runs A B [C ...]: each compared with A")
+    parser.add_argument("--a", nargs="+", help="a group of runs (seeds of one setting) as side A")
+    parser.add_argument("--b", nargs="+", help="and side B")
+    parser.add_argument("--repo", type=Path, default=Path("."), help="the repository the runs are in")
+    parser.add_argument("--resamples", type=_positive, default=2000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="the bootstrap's draws")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print JSON")
+    shown.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    parser.set_defaults(run=_compare)
+
+
 def _check_params(args: argparse.Namespace) -> int:
     from skinlesion.profiles import check_profile, is_profile
     from skinlesion.schema import check_params_file
@@ -344,10 +410,33 @@ def _check_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_check_params(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "check-params",
+        help="check every section of params files at once",
+        description="A file in profiles/ holds only the keys it changes: it is checked applied onto --onto, "
+        "as run-profile runs it.",
+    )
+    parser.add_argument("files", type=Path, nargs="*", default=[Path("params.yaml")], help="params files or profiles")
+    parser.add_argument("--onto", type=Path, default=Path("params.yaml"), help="the params file a profile changes")
+    parser.set_defaults(run=_check_params)
+
+
 def _run_profile(args: argparse.Namespace) -> int:
     from skinlesion.profiles import run_profile
 
     return run_profile(args.profile, args.dvc_args)
+
+
+def _add_run_profile(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "run-profile",
+        help="run a profile (profiles/NAME.yaml) as a DVC experiment beside the workspace's run",
+        description="Runs `dvc exp run --temp --name NAME -S key=value ...` for the keys of the profile; "
+        "further arguments go to dvc exp run (e.g. --queue, --force).",
+    )
+    parser.add_argument("profile", help="a name in profiles/ (isic2019) or a profile file")
+    parser.set_defaults(run=_run_profile)
 
 
 def _params_schema(args: argparse.Namespace) -> int:
@@ -355,6 +444,12 @@ def _params_schema(args: argparse.Namespace) -> int:
 
     write_params_schema(args.out)
     return 0
+
+
+def _add_params_schema(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("params-schema", help="write the JSON schema of params.yaml for editors")
+    parser.add_argument("--out", type=Path, default=Path("params.schema.json"))
+    parser.set_defaults(run=_params_schema)
 
 
 class _WithDefaults(argparse.ArgumentDefaultsHelpFormatter):
@@ -371,89 +466,22 @@ class _WithDefaults(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def parser() -> argparse.ArgumentParser:
-    from skinlesion.data.official import OFFICIAL_URL
-
     root = argparse.ArgumentParser(prog="skinlesion", description=__doc__.splitlines()[0])
     # every subcommand's --help shows its defaults, a subcommand added later too
     subparser = functools.partial(argparse.ArgumentParser, formatter_class=_WithDefaults)
     commands = root.add_subparsers(dest="command", required=True, parser_class=subparser)
-    predict = commands.add_parser(
-        "predict",
-        help="classify new images with a trained model",
-        description="Exit status: 0 all images predicted, 1 some files could not be read (named on stderr), "
-        "2 usage or bad input.",
-    )
-    add_predict_arguments(predict)
-    predict.set_defaults(run=_predict)
-    served = commands.add_parser(
-        "serve",
-        help='serve a model over HTTP on 127.0.0.1 (needs: pip install -e ".[serve]")',
-        description="Open Inference Protocol (KServe v2) routes, POST /predict for an uploaded image, /metrics, "
-        "and an upload page at /; concurrent requests share forward passes. SIGTERM lets requests in flight "
-        "finish. docs/serve.md.",
-    )
-    add_serve_arguments(served)
-    served.set_defaults(run=_serve)
-    official = commands.add_parser("import-isic", help="dvc import-url of the official ISIC 2019 files")
-    official.add_argument(
-        "--out", type=Path, help="folder to import into: data/isic2019 (data.root), with --test data/isic2019-test"
-    )
-    official.add_argument(
-        "--test", action="store_true", help="the official test images and metadata (and ground truth, if served)"
-    )
-    official.add_argument("--base-url", default=OFFICIAL_URL, help="where the three files are served")
-    official.add_argument("--no-verify", action="store_true", help="skip the md5 check of the CSVs")
-    official.set_defaults(run=_import_isic)
-    export = commands.add_parser(
-        "export",
-        help='write a model as ONNX, to run without this pipeline or torch (needs: pip install -e ".[onnx]")',
-        description="One graph with a dynamic batch size, from normalised images (and encoded metadata) to class "
-        "probabilities with the model's temperature; a fold ensemble's members averaged in it. The preprocessing "
-        "it expects is in the file's metadata (docs/predict.md). Checked against torch before it is written.",
-    )
-    export.add_argument("--format", choices=["onnx"], default="onnx", help="the export format")
-    export.add_argument("--model", type=Path, default=Path("models/model.pt"), help="the model file to export")
-    export.add_argument("--out", type=Path, help="the exported file (default: the model's path with .onnx)")
-    export.set_defaults(run=_export)
-    compare = commands.add_parser(
-        "compare",
-        help="did a change help? two runs, or two groups of seeds, on the same test images, with paired intervals",
-        description="Each run is a git revision, an experiment as `dvc exp show` names it, a folder holding eval/ "
-        "(the workspace: .), or a glob of experiment names. For the test split and every external set that all "
-        "were scored on: balanced accuracy and macro AUC of each side (mean and sd over its runs), B - A with a "
-        "paired bootstrap 95% interval (the same lesions for both sides, and the runs of a group drawn too), "
-        "McNemar's exact test for one run a side, and recall per class. Refuses runs scored on different images.",
-    )
-    compare.add_argument("runs", nargs="*", help="runs A B [C ...]: each compared with A")
-    compare.add_argument("--a", nargs="+", help="a group of runs (seeds of one setting) as side A")
-    compare.add_argument("--b", nargs="+", help="and side B")
-    compare.add_argument("--repo", type=Path, default=Path("."), help="the repository the runs are in")
-    compare.add_argument("--resamples", type=_positive, default=2000, help="bootstrap resamples")
-    compare.add_argument("--seed", type=int, default=0, help="the bootstrap's draws")
-    shown = compare.add_mutually_exclusive_group()
-    shown.add_argument("--json", action="store_true", help="print JSON")
-    shown.add_argument("--markdown", action="store_true", help="print Markdown tables")
-    compare.set_defaults(run=_compare)
-    check = commands.add_parser(
-        "check-params",
-        help="check every section of params files at once",
-        description="A file in profiles/ holds only the keys it changes: it is checked applied onto --onto, "
-        "as run-profile runs it.",
-    )
-    check.add_argument("files", type=Path, nargs="*", default=[Path("params.yaml")], help="params files or profiles")
-    check.add_argument("--onto", type=Path, default=Path("params.yaml"), help="the params file a profile changes")
-    check.set_defaults(run=_check_params)
-    profile = commands.add_parser(
-        "run-profile",
-        help="run a profile (profiles/NAME.yaml) as a DVC experiment beside the workspace's run",
-        description="Runs `dvc exp run --temp --name NAME -S key=value ...` for the keys of the profile; "
-        "further arguments go to dvc exp run (e.g. --queue, --force).",
-    )
-    profile.add_argument("profile", help="a name in profiles/ (isic2019) or a profile file")
-    profile.set_defaults(run=_run_profile)
-    schema = commands.add_parser("params-schema", help="write the JSON schema of params.yaml for editors")
-    schema.add_argument("--out", type=Path, default=Path("params.schema.json"))
-    schema.set_defaults(run=_params_schema)
+    # each adds its subcommand, in the order `skinlesion --help` lists them
+    for add in (
+        _add_predict,
+        _add_serve,
+        _add_import_isic,
+        _add_export,
+        _add_compare,
+        _add_check_params,
+        _add_run_profile,
+        _add_params_schema,
+    ):
+        add(commands)
     return root
 
 

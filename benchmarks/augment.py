@@ -12,22 +12,17 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmarks import publish
+from benchmarks.timing import timed
 from benchmarks.train_throughput import AUGMENT
 from skinlesion.model.device import select_device
 from skinlesion.transforms.augment import train_transform
 from skinlesion.transforms.batched import BatchAugment
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -47,20 +42,24 @@ def main() -> None:
     per_image = train_transform(params=AUGMENT, size=args.size)
     torch.manual_seed(0)
     per_image(images[0])
-    start = time.perf_counter()
-    for image in images:
-        per_image(image)
-    baseline = args.images / (time.perf_counter() - start)
+
+    def one_at_a_time() -> None:
+        for image in images:
+            per_image(image)
+
+    _, seconds = timed(one_at_a_time)
+    baseline = args.images / seconds
 
     batched, generator = BatchAugment(AUGMENT, args.size).to(device), torch.Generator().manual_seed(0)
     on_device = images.to(device)
     batched(on_device[: args.batch], generator)
-    _sync(device)
-    start = time.perf_counter()
-    for first in range(0, args.images, args.batch):
-        batched(on_device[first : first + args.batch], generator)
-    _sync(device)
-    project = args.images / (time.perf_counter() - start)
+
+    def in_batches() -> None:
+        for first in range(0, args.images, args.batch):
+            batched(on_device[first : first + args.batch], generator)
+
+    _, seconds = timed(in_batches, device=device)
+    project = args.images / seconds
 
     publish(
         {

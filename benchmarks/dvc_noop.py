@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import yaml
 
 from benchmarks import publish
 from benchmarks.prepare import link_images, make_jpegs
+from benchmarks.timing import measure
 from skinlesion.data.isic import GROUND_TRUTH_CSV, IMAGE_DIR, IMAGE_ZIP, METADATA_CSV, read_labels
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,16 +36,17 @@ SMALL = {
 }
 
 
-def dvc(*args: str, cwd: Path) -> float:
-    """Seconds one dvc command takes (it must succeed)."""
+def dvc_seconds(*args: str, cwd: Path, repeats: int = 1) -> float:
+    """Median seconds of `repeats` runs of one dvc command (each must succeed)."""
     env = {
         **os.environ,
         "DVC_NO_ANALYTICS": "1",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, check=True, capture_output=True)
-    return time.perf_counter() - start
+    command = [sys.executable, "-m", "dvc", *args]
+    return measure(
+        lambda: subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True), repeats=repeats
+    ).median_s
 
 
 def make_repo(root: Path, data_root: Path) -> Path:
@@ -82,13 +82,13 @@ def main() -> None:
                 bundle.write(folder / IMAGE_DIR / f"{image}.jpg", f"{IMAGE_DIR}/{image}.jpg")
         for label, data_root in (("folder_of_jpegs", folder), ("one_zip", archive)):
             repo = make_repo(work / f"repo_{label}", data_root)
-            first = dvc("repro", cwd=repo)
-            status = [dvc("status", cwd=repo) for _ in range(args.repeats)]
-            noop = [dvc("repro", cwd=repo) for _ in range(args.repeats)]
+            first = dvc_seconds("repro", cwd=repo)
+            status = dvc_seconds("status", cwd=repo, repeats=args.repeats)
+            noop = dvc_seconds("repro", cwd=repo, repeats=args.repeats)
             report[label] = {
                 "first_repro_s": round(first, 1),
-                "status_s": round(statistics.median(status), 2),
-                "noop_repro_s": round(statistics.median(noop), 2),
+                "status_s": round(status, 2),
+                "noop_repro_s": round(noop, 2),
             }
     report["status_folder_over_zip"] = round(report["folder_of_jpegs"]["status_s"] / report["one_zip"]["status_s"], 2)
     publish(report, args.out)

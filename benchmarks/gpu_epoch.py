@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from benchmarks import publish
+from benchmarks.timing import timed
 from benchmarks.train_throughput import make_data
 from skinlesion.config import load_params
 from skinlesion.cores import available_cores
@@ -49,9 +49,7 @@ def main() -> None:
         write_manifest(manifest, work / "train.csv")
         data = FoldData(work, work / "train.csv", manifest.head(args.val_images), "the first training images")
         live = MemoryLive()
-        start = time.perf_counter()
-        best = fit(params, data, work / "model.pt", live)
-        seconds = time.perf_counter() - start
+        best, seconds = timed(lambda: fit(params, data, work / "model.pt", live))
     report = {
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "image_size": args.size,

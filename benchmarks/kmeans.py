@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pandas as pd
 from sklearn.cluster import KMeans
 
 from benchmarks import publish
+from benchmarks.timing import timed
 from skinlesion.data.arrays import ImageWriter, open_images
 from skinlesion.data.synthetic import lesion_images
 from skinlesion.resampling.kmeans import undersample
@@ -60,10 +60,11 @@ def main() -> None:
                 "row": np.arange(count),
             }
         )
-        start = time.perf_counter()
-        kept, _ = undersample(manifest, images, SamplingParams(**{**params.__dict__, "majority_target": target}))
+        (kept, _), seconds = timed(
+            lambda: undersample(manifest, images, SamplingParams(**{**params.__dict__, "majority_target": target}))
+        )
         assert len(kept) == target
-        return time.perf_counter() - start
+        return seconds
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "nv.npy"
@@ -72,10 +73,13 @@ def main() -> None:
         full = project_seconds(images, args.images, args.target)
         small_target = args.baseline_images * args.target // args.images
         project_small = project_seconds(images, args.baseline_images, small_target)
-        start = time.perf_counter()
-        pixels = np.asarray(images[: args.baseline_images], dtype=np.float32).reshape(args.baseline_images, -1) / 255
-        KMeans(n_clusters=8, n_init=4, random_state=0).fit_predict(pixels)
-        naive_small = time.perf_counter() - start
+
+        def naive() -> None:
+            count = args.baseline_images
+            pixels = np.asarray(images[:count], dtype=np.float32).reshape(count, -1) / 255
+            KMeans(n_clusters=8, n_init=4, random_state=0).fit_predict(pixels)
+
+        _, naive_small = timed(naive)
 
     report = {
         "image_size": args.size,

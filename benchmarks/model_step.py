@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from benchmarks import publish
+from benchmarks.timing import measure
 from skinlesion.classes import CLASSES
 from skinlesion.model.architectures import build_model
 from skinlesion.model.device import autocast_dtype, compile_model, configure_backends, select_device
@@ -42,15 +42,11 @@ def images_per_second(
     criterion = nn.CrossEntropyLoss()
     images = torch.randn(batch, 3, size, size, device=device)
     labels = torch.randint(0, len(CLASSES), (batch,), device=device)
-    for step in range(warmup + steps):
-        if step == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
+
+    def step() -> None:
         train_step(model, criterion, optimizer, scaler, images, labels, device=device, dtype=dtype, layout=layout)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return batch * steps / (time.perf_counter() - start)
+
+    return batch * steps / measure(step, warmup=warmup, number=steps, device=device).best_s
 
 
 def main() -> None:

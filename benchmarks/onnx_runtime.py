@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ import torch
 
 from benchmarks import publish
 from benchmarks.predict_stream import make_images
+from benchmarks.timing import measure, timed
 from skinlesion.classes import CLASSES
 from skinlesion.export.onnx_graph import export_onnx
 from skinlesion.model.architectures import build_model
@@ -53,11 +53,14 @@ def import_seconds(module: str) -> float:
 def per_image(classify, images: list[np.ndarray], batch_size: int) -> dict:
     """Wall and CPU milliseconds per image of `classify` over `images`, after a warm-up batch."""
     classify(images[:batch_size], [""] * batch_size, None)
-    wall, cpu = time.perf_counter(), time.process_time()
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        classify(chunk, [""] * len(chunk), None)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+
+    def in_batches() -> None:
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            classify(chunk, [""] * len(chunk), None)
+
+    timing = measure(in_batches)
+    wall, cpu = timing.best_s, min(timing.cpu_s)
     return {"wall_ms": round(1000 * wall / len(images), 2), "cpu_ms": round(1000 * cpu / len(images), 2)}
 
 
@@ -65,9 +68,10 @@ def end_to_end(folder: Path, model: Path, out: Path) -> float:
     """Seconds of one `skinlesion predict FOLDER --model MODEL --out OUT` process."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "skinlesion", "predict", str(folder), "--model", str(model), "--out", str(out)]
-    start = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return round(time.perf_counter() - start, 2)
+    _, seconds = timed(
+        lambda: subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    )
+    return round(seconds, 2)
 
 
 def main() -> None:

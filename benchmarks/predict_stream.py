@@ -27,6 +27,7 @@ import psutil
 import torch
 
 from benchmarks import publish
+from benchmarks.timing import timed
 from skinlesion.classes import CLASSES
 from skinlesion.data.synthetic import lesion_images
 from skinlesion.model.architectures import build_model
@@ -52,19 +53,24 @@ def run_predict(images: Path, model: Path, out: Path, batch_size: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "skinlesion", "predict", str(images), "--model", str(model)]
     command += ["--out", str(out), "--batch-size", str(batch_size), "--device", "cpu"]
-    start, peak, log = time.perf_counter(), 0, out.with_suffix(".log")
-    with (
-        open(log, "w") as errors,
-        subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors) as process,
-    ):
-        watched = psutil.Process(process.pid)
-        while process.poll() is None:
-            try:
-                peak = max(peak, watched.memory_info().rss)
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(0.1)
-    seconds = time.perf_counter() - start
+    log = out.with_suffix(".log")
+
+    def run_sampling_memory() -> tuple[subprocess.Popen, int]:
+        peak = 0
+        with (
+            open(log, "w") as errors,
+            subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors) as process,
+        ):
+            watched = psutil.Process(process.pid)
+            while process.poll() is None:
+                try:
+                    peak = max(peak, watched.memory_info().rss)
+                except psutil.NoSuchProcess:
+                    break
+                time.sleep(0.1)
+        return process, peak
+
+    (process, peak), seconds = timed(run_sampling_memory)
     if process.returncode != 0:
         raise SystemExit(f"skinlesion predict failed:\n{log.read_text()}")
     return {"images": len(pd.read_csv(out)), "seconds": round(seconds, 1), "peak_rss_mb": round(peak / 2**20, 1)}

@@ -28,6 +28,7 @@ import yaml
 from PIL import Image
 
 from benchmarks import publish
+from benchmarks.timing import timed
 from skinlesion.cores import available_cores
 from skinlesion.data.images import load_image
 from skinlesion.data.isic import GROUND_TRUTH_CSV, IMAGE_DIR, METADATA_CSV, ImageSource, read_labels
@@ -56,18 +57,24 @@ def link_images(pool: list[Path], images: list[str], root: Path) -> None:
 
 def naive_rate(root: Path, images: list[str], size: int) -> float:
     """Images/s of the original code's loop: one process, full decode, convert, resize."""
-    start = time.perf_counter()
-    for image in images:
-        with Image.open(root / IMAGE_DIR / f"{image}.jpg") as picture:
-            np.asarray(picture.convert("RGB").resize((size, size)))
-    return len(images) / (time.perf_counter() - start)
+
+    def decode_each() -> None:
+        for image in images:
+            with Image.open(root / IMAGE_DIR / f"{image}.jpg") as picture:
+                np.asarray(picture.convert("RGB").resize((size, size)))
+
+    _, seconds = timed(decode_each)
+    return len(images) / seconds
 
 
 def project_rate(root: Path, images: list[str], size: int, workers: int) -> float:
-    start = time.perf_counter()
-    for _ in decode_all(ImageSource(root), images, functools.partial(load_image, size=size), workers):
-        pass
-    return len(images) / (time.perf_counter() - start)
+
+    def decode_in_workers() -> None:
+        for _ in decode_all(ImageSource(root), images, functools.partial(load_image, size=size), workers):
+            pass
+
+    _, seconds = timed(decode_in_workers)
+    return len(images) / seconds
 
 
 def run_stage_with_peak_memory(folder: Path, data_root: Path, size: int) -> dict:
@@ -87,23 +94,27 @@ def run_stage_with_peak_memory(folder: Path, data_root: Path, size: int) -> dict
         "--metrics",
         "data.json",
     ]
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    parent, peak = psutil.Process(process.pid), 0
-    while process.poll() is None:
-        try:
-            tree = [parent, *parent.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.2)
+
+    def run_sampling_memory() -> tuple[subprocess.Popen, int]:
+        process = subprocess.Popen(
+            command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        parent, peak = psutil.Process(process.pid), 0
+        while process.poll() is None:
+            try:
+                tree = [parent, *parent.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+        return process, peak
+
+    (process, peak), seconds = timed(run_sampling_memory)
     if process.returncode:
         raise RuntimeError(process.stderr.read())
     arrays = sum(f.stat().st_size for f in (folder / "prepared").glob("*.npy"))
     return {
-        "wall_s": round(time.perf_counter() - start, 1),
+        "wall_s": round(seconds, 1),
         "peak_rss_mb": round(peak / 2**20),
         "arrays_on_disk_mb": round(arrays / 2**20),
     }

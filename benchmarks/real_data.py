@@ -38,12 +38,12 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 
 from benchmarks import publish
+from benchmarks.timing import timed
 from skinlesion.classes import CLASSES
 from skinlesion.config import flatten
 from skinlesion.cores import available_cores
@@ -176,9 +176,10 @@ def exp_run(clone: Path, name: str, overrides: dict[str, str], targets: list[str
     """`dvc exp run` of `targets` with `overrides`; the clone is reset first. Returns seconds."""
     run("git", "checkout", "--", ".", cwd=clone)
     flags = [arg for key, value in overrides.items() for arg in ("-S", f"{key}={value}")]
-    start = time.perf_counter()
-    run(sys.executable, "-m", "dvc", "exp", "run", "--name", name, *flags, *targets, cwd=clone)
-    return time.perf_counter() - start
+    _, seconds = timed(
+        lambda: run(sys.executable, "-m", "dvc", "exp", "run", "--name", name, *flags, *targets, cwd=clone)
+    )
+    return seconds
 
 
 def seeds_of(count: int) -> list[int]:

@@ -42,6 +42,7 @@ import torch
 
 from benchmarks import publish
 from benchmarks.predict_stream import make_images
+from benchmarks.timing import measure, timed
 from skinlesion.classes import CLASSES
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import save_checkpoint
@@ -58,13 +59,8 @@ def library_rate(model: Path, files: list[Path], batch_size: int) -> float:
     """Images per second of skinlesion predict's library on `files`: the median of three passes
     over them, after a warm-up pass."""
     classify = load_classifier(model, device="cpu")
-    list(classify_batches(classify, files, batch_size=batch_size))
-    seconds = []
-    for _ in range(3):
-        start = time.perf_counter()
-        list(classify_batches(classify, files, batch_size=batch_size))
-        seconds.append(time.perf_counter() - start)
-    return len(files) / statistics.median(seconds)
+    timing = measure(lambda: list(classify_batches(classify, files, batch_size=batch_size)), warmup=1, repeats=3)
+    return len(files) / timing.median_s
 
 
 def free_port() -> int:
@@ -106,14 +102,16 @@ def post(url: str, body: bytes) -> tuple[bool, float]:
     request = urllib.request.Request(
         f"{url}/predict", data=body, headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
     )
-    start = time.perf_counter()
-    try:
-        with HTTP.open(request, timeout=120) as response:
-            response.read()
-            ok = response.status == 200
-    except (urllib.error.URLError, OSError):
-        ok = False
-    return ok, time.perf_counter() - start
+
+    def answered() -> bool:
+        try:
+            with HTTP.open(request, timeout=120) as response:
+                response.read()
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    return timed(answered)
 
 
 def load(url: str, bodies: list[bytes], clients: int, requests: int, seconds: float) -> dict:
@@ -128,10 +126,11 @@ def load(url: str, bodies: list[bytes], clients: int, requests: int, seconds: fl
             results.append(post(url, bodies[n % len(bodies)]))
         return results
 
-    start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        results = [result for part in pool.map(client, range(clients)) for result in part]
-    wall = time.perf_counter() - start
+    def all_clients() -> list[tuple[bool, float]]:
+        with ThreadPoolExecutor(clients) as pool:
+            return [result for part in pool.map(client, range(clients)) for result in part]
+
+    results, wall = timed(all_clients)
     latencies = sorted(seconds for ok, seconds in results if ok)
     return {
         "requests": len(results),

@@ -27,7 +27,6 @@ import functools
 import itertools
 import platform
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from benchmarks import publish
+from benchmarks.timing import measure, timed
 from skinlesion.classes import CLASSES
 from skinlesion.config import load_params
 from skinlesion.cores import available_cores
@@ -108,11 +108,6 @@ def make_data(work: Path, count: int, size: int, workers: int) -> tuple[list[Pat
     return paths, targets, work / "train.npy", manifest
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def time_plain_loop(loader: DataLoader, device: torch.device, *, steps: int, warmup: int) -> float:
     """Images per second of the original code's loop (fp32, default layout, the loss and the
     correct count read at every step) over `steps` steps after `warmup`, data loading included."""
@@ -120,11 +115,9 @@ def time_plain_loop(loader: DataLoader, device: torch.device, *, steps: int, war
     model = build_model("densenet121", len(CLASSES), "none").to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     criterion = nn.CrossEntropyLoss()
-    batches, seen, start, running_loss, correct = _forever(loader), 0, 0.0, 0.0, 0
-    for step in range(warmup + steps):
-        if step == warmup:
-            _sync(device)
-            start, seen = time.perf_counter(), 0
+    batches, sizes = _forever(loader), []
+
+    def step() -> None:
         images, labels = next(batches)
         images, labels = images.to(device), labels.to(device)
         optimizer.zero_grad()
@@ -132,11 +125,13 @@ def time_plain_loop(loader: DataLoader, device: torch.device, *, steps: int, war
         loss = criterion(logits, labels)
         loss.backward()
         optimizer.step()
-        running_loss += loss.item()
-        correct += (logits.argmax(dim=1) == labels.to(device)).sum().item()
-        seen += len(labels)
-    _sync(device)
-    return seen / (time.perf_counter() - start)
+        # read back as soon as the step is queued, as the original's running loss and correct count are
+        loss.item()
+        (logits.argmax(dim=1) == labels.to(device)).sum().item()
+        sizes.append(len(labels))
+
+    timing = measure(step, warmup=warmup, number=steps, device=device)
+    return sum(sizes[warmup:]) / timing.best_s
 
 
 def project_loop(loader, device: torch.device, params: TrainRun, targets: np.ndarray) -> Callable[[int], None]:
@@ -160,11 +155,8 @@ def project_loop(loader, device: torch.device, params: TrainRun, targets: np.nda
 def time_project(run: Callable[[int], None], device: torch.device, batch: int, *, steps: int, warmup: int) -> float:
     """Images per second of `run` (project_loop) over `steps` batches after `warmup`."""
     run(warmup)
-    _sync(device)
-    start = time.perf_counter()
-    run(steps)
-    _sync(device)
-    return steps * batch / (time.perf_counter() - start)
+    _, seconds = timed(lambda: run(steps), device=device)
+    return steps * batch / seconds
 
 
 def host_waits_per_step(run: Callable[[int], None], device: torch.device, steps: int) -> float | None:
@@ -185,12 +177,9 @@ def host_waits_per_step(run: Callable[[int], None], device: torch.device, steps:
 
 def time_loader(loader: DataLoader, *, steps: int, warmup: int) -> float:
     """Images per second the loader alone delivers."""
-    batches, seen, start = _forever(loader), 0, 0.0
-    for step in range(warmup + steps):
-        if step == warmup:
-            start, seen = time.perf_counter(), 0
-        seen += len(next(batches)[1])
-    return seen / (time.perf_counter() - start)
+    batches, sizes = _forever(loader), []
+    timing = measure(lambda: sizes.append(len(next(batches)[1])), warmup=warmup, number=steps)
+    return sum(sizes[warmup:]) / timing.best_s
 
 
 def time_model_step(device: torch.device, batch: int, params: TrainRun, *, steps: int, warmup: int) -> float:

@@ -23,7 +23,6 @@ import logging
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from torch.utils.data import DataLoader
 
 from benchmarks import publish
 from benchmarks.real_data import BUDGETS
+from benchmarks.timing import timed
 from skinlesion.classes import CLASSES
 from skinlesion.config import parse_params
 from skinlesion.cores import available_cores
@@ -74,10 +74,12 @@ def held_out_run(manifest, prepared: Path, held: str, params: dict, folder: Path
     write_manifest(
         balanced_manifest(kept, oversample_plan(kept, targets, train_run.augmentation.seed)), folder / "balanced.csv"
     )
-    start = time.perf_counter()
-    data = FoldData(prepared, folder / "balanced.csv", val, "the val split")
-    best = fit(train_run, data, folder / "model.pt", MemoryLive())
-    seconds = time.perf_counter() - start
+
+    def train_without_held() -> dict:
+        data = FoldData(prepared, folder / "balanced.csv", val, "the val split")
+        return fit(train_run, data, folder / "model.pt", MemoryLive())
+
+    best, seconds = timed(train_without_held)
 
     model, info = load_checkpoint(folder / "model.pt")
     test = manifest[manifest["split"] == "test"].reset_index(drop=True)

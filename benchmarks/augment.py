@@ -19,8 +19,10 @@ import torch
 
 from benchmarks import publish
 from benchmarks.timing import timed
-from benchmarks.train_throughput import AUGMENT
+from benchmarks.train_throughput import published_augmentation
+from skinlesion.config import load_params
 from skinlesion.model.device import select_device
+from skinlesion.training.params import TrainRun
 from skinlesion.transforms.augment import train_transform
 from skinlesion.transforms.batched import BatchAugment
 
@@ -39,7 +41,8 @@ def main() -> None:
         np.random.default_rng(0).integers(0, 256, (args.images, 3, args.size, args.size), dtype=np.uint8)
     )
 
-    per_image = train_transform(params=AUGMENT, size=args.size)
+    augmentation = published_augmentation(load_params(TrainRun))
+    per_image = train_transform(params=augmentation, size=args.size)
     torch.manual_seed(0)
     per_image(images[0])
 
@@ -50,7 +53,7 @@ def main() -> None:
     _, seconds = timed(one_at_a_time)
     baseline = args.images / seconds
 
-    batched, generator = BatchAugment(AUGMENT, args.size).to(device), torch.Generator().manual_seed(0)
+    batched, generator = BatchAugment(augmentation, args.size).to(device), torch.Generator().manual_seed(0)
     on_device = images.to(device)
     batched(on_device[: args.batch], generator)
 

@@ -58,6 +58,7 @@ from skinlesion.training.params import TrainRun
 from skinlesion.training.trainer import assemble_trainer
 from skinlesion.transforms.augment import train_transform
 from skinlesion.transforms.normalize import normalize
+from skinlesion.transforms.params import AugmentationParams
 
 
 class JpegDataset(Dataset):
@@ -84,6 +85,11 @@ class JpegDataset(Dataset):
             return self.transform(image.convert("RGB")), int(self.targets[index])
 
 
+def published_augmentation(params: TrainRun) -> AugmentationParams:
+    """The published augmentation of params.yaml, every image augmented alike (as on the device)."""
+    return params.augmentation.model_copy(update={"real_images": "augment"})
+
+
 def make_data(work: Path, count: int, size: int, workers: int) -> tuple[list[Path], np.ndarray, Path, pd.DataFrame]:
     """Generated JPEGs and, as prepare-split would make them, their decoded array and manifest."""
     rows = plan_sample(SampleParams(num_images=count, min_per_class=8, scale=0.25, seed=0))
@@ -102,6 +108,7 @@ def make_data(work: Path, count: int, size: int, workers: int) -> tuple[list[Pat
             "lesion_id": "",
             "split": "train",
             "row": np.arange(len(rows)),
+            "augmented": False,
         }
     )
     targets = manifest["label"].map(CLASSES.index).to_numpy()
@@ -237,8 +244,7 @@ def main() -> None:
             **common,
         )
         params = load_params(TrainRun)
-        # the published augmentation of params.yaml, every image augmented alike (as on the device)
-        augmentation = params.augmentation.model_copy(update={"real_images": "augment"})
+        augmentation = published_augmentation(params)
         changes = dict(
             precision=args.precision,
             augment_on=args.augment_on,
@@ -258,6 +264,7 @@ def main() -> None:
         project_set = ImageArrayDataset(
             array_path.parent,
             manifest,
+            CLASSES,
             v2.Identity() if args.augment_on == "device" else train_transform(params=augmentation, size=args.size),
         )
         project_loader = DataLoader(

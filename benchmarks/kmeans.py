@@ -19,6 +19,7 @@ from sklearn.cluster import KMeans
 
 from benchmarks import publish
 from benchmarks.timing import timed
+from skinlesion.classes import CLASSES
 from skinlesion.data.arrays import ImageWriter, open_images
 from skinlesion.data.synthetic import lesion_images
 from skinlesion.resampling.kmeans import undersample
@@ -61,7 +62,9 @@ def main() -> None:
             }
         )
         (kept, _), seconds = timed(
-            lambda: undersample(manifest, images, SamplingParams(**{**params.__dict__, "majority_target": target}))
+            lambda: undersample(
+                manifest, images, SamplingParams(**{**params.__dict__, "majority_target": target}), CLASSES
+            )
         )
         assert len(kept) == target
         return seconds

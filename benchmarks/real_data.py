@@ -49,7 +49,7 @@ from skinlesion.config import flatten
 from skinlesion.cores import available_cores
 from skinlesion.evaluation.compare import Run, compare
 from skinlesion.evaluation.report_schema import EvalReport
-from skinlesion.profiles import read_yaml
+from skinlesion.files import read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -69,8 +69,8 @@ def held_out_run(manifest, prepared: Path, held: str, params: dict, folder: Path
     train_run, sampling = parse_params(TrainRun, params), parse_params(UndersampleRun, params).sampling
     known = manifest[manifest["label"] != held]
     train, val = (known[known["split"] == split].reset_index(drop=True) for split in ("train", "val"))
-    kept, _ = undersample(train, ManifestImages(prepared, train), sampling)
-    targets = {name: count for name, count in sampling.targets().items() if name != held}
+    kept, _ = undersample(train, ManifestImages(prepared, train), sampling, CLASSES)
+    targets = {name: count for name, count in sampling.targets(CLASSES).items() if name != held}
     write_manifest(
         balanced_manifest(kept, oversample_plan(kept, targets, train_run.augmentation.seed)), folder / "balanced.csv"
     )

@@ -12,10 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# read_json moved to skinlesion.files; kept importable from here until skinlesion.classes (being
-# edited beside this change) imports it from there: then delete this line
-from skinlesion.files import read_json  # noqa: F401
-
 
 def _remove_leftovers(path: Path) -> None:
     """Remove temporary names a killed earlier write of `path` left behind."""

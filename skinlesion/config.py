@@ -100,6 +100,10 @@ def apply_profile(params: dict, profile: dict, name: str) -> dict:
 
 
 _FIELD_PREFIX = re.compile(r"^(\w+): (.*)$", re.S)
+# keys that once were params, and what took their place
+_REMOVED = {
+    ("model", "num_classes"): "removed: the classes are the ground truth's columns (docs/own-data.md); delete it",
+}
 
 
 def _describe(error: dict, schema: type[BaseModel], mapping: dict) -> str:
@@ -114,7 +118,9 @@ def _describe(error: dict, schema: type[BaseModel], mapping: dict) -> str:
             loc, message = (*loc, match.group(1)), match.group(2)
     elif kind == "extra_forbidden":
         model = _model_at(schema, loc[:-1])
-        message = "unknown key" + _suggestion(str(loc[-1]), list(model.model_fields) if model else [])
+        message = _REMOVED.get(loc) or "unknown key" + _suggestion(
+            str(loc[-1]), list(model.model_fields) if model else []
+        )
     elif kind == "missing":
         message = "missing"
         if len(loc) == 1:  # a whole section: perhaps misspelled in the file

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from skinlesion.atomic import atomic_file
+from skinlesion.classes import read_classes
 from skinlesion.config import load_params
 from skinlesion.data.arrays import class_counts, read_manifest, write_manifest
 from skinlesion.data.assign_folds import CvRun, fold_table
@@ -28,13 +29,14 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(CvRun).cv
 
-    train, val = (read_manifest(args.prepared / f"{split}.csv") for split in ("train", "val"))
+    classes = read_classes(args.prepared)
+    train, val = (read_manifest(args.prepared / f"{split}.csv", classes) for split in ("train", "val"))
     where = f"{args.prepared / 'train.csv'} and {args.prepared / 'val.csv'}"
     table = fold_table(train, val, len(params.folds), params.seed, where)
     with atomic_file(args.out) as tmp:
         write_manifest(table, tmp)
     for fold in params.folds:
-        log.info("fold %d validates on %s", fold, class_counts(table.loc[table[FOLD] == fold, "label"]))
+        log.info("fold %d validates on %s", fold, class_counts(table.loc[table[FOLD] == fold, "label"], classes))
 
 
 if __name__ == "__main__":

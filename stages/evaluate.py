@@ -19,7 +19,7 @@ import json
 import logging
 from pathlib import Path
 
-from skinlesion.classes import CLASSES
+from skinlesion.classes import read_classes
 from skinlesion.config import load_params
 from skinlesion.data.arrays import EXTERNAL_SPLIT, read_manifest
 from skinlesion.entry import run_stage
@@ -45,7 +45,9 @@ def main() -> None:
     params = load_params(EvaluateRun)
 
     device = select_device(params.training.device)
-    model, info = load_for_inference(args.model, device, CLASSES)
+    # the test split's model must predict the data's classes; an external set's labels are checked
+    # against the model's own (and were against the data's by prepare-external)
+    model, info = load_for_inference(args.model, device, read_classes(args.prepared) if args.prepared else None)
     folder = args.prepared or args.external
     where = folder / ("test.csv" if args.prepared else f"{EXTERNAL_SPLIT}.csv")
     manifest = read_manifest(where)

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from skinlesion.atomic import atomic_dir
-from skinlesion.classes import CLASSES
+from skinlesion.classes import read_classes
 from skinlesion.config import load_params
 from skinlesion.data.arrays import read_manifest
 from skinlesion.entry import run_stage
@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(GradcamRun)
 
-    model, info = load_for_inference(args.model, select_device(params.training.device), CLASSES)
+    model, info = load_for_inference(args.model, select_device(params.training.device), read_classes(args.prepared))
     samples = choose_samples(pd.read_csv(args.predictions), params.gradcam)
     manifest = read_manifest(args.prepared / "test.csv").set_index("image").loc[samples["image"]].reset_index()
     dataset = model_dataset(args.prepared, manifest, info, str(args.prepared / "test.csv"))

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from skinlesion.atomic import atomic_file, write_json
+from skinlesion.classes import read_classes
 from skinlesion.config import load_params
 from skinlesion.data.arrays import ManifestImages, class_counts, read_manifest, write_manifest
 from skinlesion.data.folds import fold_manifests
@@ -16,7 +17,9 @@ from skinlesion.resampling.kmeans import UndersampleRun, plot_clusters, undersam
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prepared", type=Path, required=True, help="prepare-split output folder (its arrays)")
+    parser.add_argument(
+        "--prepared", type=Path, required=True, help="prepare-split output folder (its arrays and classes)"
+    )
     parser.add_argument("--folds", type=Path, required=True, help="assign-folds' fold table (CSV)")
     parser.add_argument("--fold", type=int, required=True, help="the fold whose training rows are undersampled")
     parser.add_argument("--out", type=Path, required=True, help="kept training manifest (CSV)")
@@ -25,10 +28,11 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(UndersampleRun).sampling
 
-    manifest, _ = fold_manifests(read_manifest(args.folds), args.fold, str(args.folds))
-    kept, info = undersample(manifest, ManifestImages(args.prepared, manifest), params)
+    classes = read_classes(args.prepared)
+    manifest, _ = fold_manifests(read_manifest(args.folds, classes), args.fold, str(args.folds))
+    kept, info = undersample(manifest, ManifestImages(args.prepared, manifest), params, classes)
     plot_clusters(info, args.plot)
-    counts = {"before": class_counts(manifest["label"]), "after": class_counts(kept["label"])}
+    counts = {"before": class_counts(manifest["label"], classes), "after": class_counts(kept["label"], classes)}
     write_json(args.metrics, counts)
     with atomic_file(args.out) as tmp:
         write_manifest(kept, tmp)

@@ -12,7 +12,7 @@ import torch
 import torchvision
 from conftest import model_info, run_module, write_params
 
-from skinlesion.classes import CLASSES
+from skinlesion.classes import CLASSES, write_classes
 from skinlesion.errors import WeightsError
 from skinlesion.model.architectures import build_model
 from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
@@ -181,7 +181,8 @@ def test_weights_and_training_state_readers_never_run_a_pickle(corpus, tmp_path)
 )
 def test_each_reader_stage_stops_naming_the_file_and_writes_nothing(corpus, tmp_path, module, args):
     write_params(tmp_path, {})
+    write_classes(tmp_path / "prepared", CLASSES)
     path, message = corpus["other architecture"]
     result = run_module(module, *args, "--model", str(path), cwd=tmp_path)
     assert result.returncode != 0 and f"{path}: {message}" in result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "prepared"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import copy_built, model_info, run_cli, run_dvc, run_stage, stages_run, write_isic_csvs, write_params
 
-from skinlesion.classes import CLASSES
+from skinlesion.classes import CLASSES, write_classes
 from skinlesion.data.arrays import ImageWriter, open_images, read_manifest, write_manifest
 from skinlesion.data.external import prepare_external
 from skinlesion.data.images import load_image
@@ -61,6 +61,7 @@ def sets(tmp_path, shared_data):
             }
         )
         write_manifest(manifest, prepared / f"{split}.csv")
+    write_classes(prepared, CLASSES)
     external = tmp_path / "external"
     (external / IMAGE_DIR).mkdir(parents=True)
     rows = []
@@ -112,8 +113,8 @@ def test_bad_external_sets_are_named(tmp_path, sets):
         prepare_external(external, prepared, _params(), out)
     assert prepare_external(external, prepared, _params(skip_bad_images=True), out)["skipped"] == 1
     truth = external / "ISIC_2019_Training_GroundTruth.csv"
-    truth.write_text(truth.read_text().replace("UNK", "OTHER"))
-    with pytest.raises(DataError, match="GroundTruth.csv: expected columns"):
+    truth.write_text(truth.read_text().replace("image,MEL,", "image,MELANOMA,"))  # a class the data lacks
+    with pytest.raises(DataError, match=r"GroundTruth.csv: label 'MELANOMA' is not one of the classes \['MEL', "):
         prepare_external(external, prepared, _params(), out)
 
 

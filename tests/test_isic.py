@@ -39,14 +39,12 @@ def _edit_truth(root, old, new):
         ("ISIC_0000003,1.0,0.0", "ISIC_0000003,0.0,0.0", r"line 4 \(ISIC_0000003\): labels must be one-hot"),
         ("ISIC_0000003,1.0,0.0", "ISIC_0000003,yes,0.0", r"line 4 \(ISIC_0000003\): column MEL is 'yes', not a number"),
         ("ISIC_0000002,", "ISIC_0000001,", r"image 'ISIC_0000001' appears more than once \(lines \[2, 3\]\)"),
-        ("image,MEL", "img,MEL", "expected columns"),
+        ("image,MEL", "img,MEL", "the first column must be 'image'"),
         ("ISIC_0000003,1.0,0.0", " ,1.0,0.0", "line 4 has no image name"),
-        ("UNK\r\n", "UNK,notes\r\n", r"expected columns .* found .*'notes'"),
-        (
-            ",SCC,UNK",
-            ",UNK",
-            r"expected columns .* found \['image', 'MEL', 'NV', 'BCC', 'AK', 'BKL', 'DF', 'VASC', 'UNK'\]",
-        ),
+        ("UNK\r\n", "UNK,notes\r\n", r"line 2 has 10 fields, the header 11"),
+        ("SCC,UNK\r\n", "UNK,SCC\r\n", r"UNK only last, found .*'UNK', 'SCC'\]"),
+        (",SCC,UNK", ",UNK", r"line 2 has 10 fields, the header 9"),
+        ("ISIC_0000003,1.0,0.0", "ISIC_0000003,1.0", r"line 4 has 9 fields, the header 10"),
     ],
 )
 def test_bad_ground_truth_names_file_and_line(tmp_path, old, new, message):

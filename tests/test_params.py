@@ -8,6 +8,7 @@ from conftest import REPO
 from skinlesion.classes import CLASSES
 from skinlesion.config import ParamsError, apply_profile, load_params, parse_params
 from skinlesion.data.prepare import PrepareRun
+from skinlesion.errors import DataError
 from skinlesion.evaluation.report import EvaluateRun
 from skinlesion.profiles import exp_run_command
 from skinlesion.schema import ParamsFile, check_params_file, params_schema
@@ -20,9 +21,16 @@ def _raw():
 
 def test_repository_params_load():
     params = check_params_file(REPO / "params.yaml")
-    assert params.model.num_classes == len(CLASSES)
     assert params.training.batch_size == 32 and params.training.learning_rate == 1e-4
-    assert params.sampling.targets()["NV"] == params.sampling.majority_target
+    assert params.sampling.targets(CLASSES)["NV"] == params.sampling.majority_target
+
+
+def test_a_majority_class_the_data_lacks_is_named():
+    sampling = check_params_file(REPO / "params.yaml").sampling.model_copy(update={"majority_classes": ("NV", "MELA")})
+    with pytest.raises(DataError, match=re.escape("sampling.majority_classes: ['MELA'] not among the data's classes")):
+        sampling.targets(CLASSES)
+    high, low = sampling.majority_target, sampling.minority_target
+    assert sampling.targets(("NV", "BCC", "MELA")) == {"NV": high, "BCC": low, "MELA": high}
 
 
 def _full_scale():
@@ -33,7 +41,7 @@ def _full_scale():
 def test_full_scale_profile_carries_the_published_recipe():
     params = _full_scale()
     targets = {"MEL": 3500, "NV": 3500, "BCC": 1500, "AK": 1500, "BKL": 1500, "DF": 1500, "VASC": 1500, "SCC": 1500}
-    assert params.sampling.targets() == targets
+    assert params.sampling.targets(CLASSES) == targets
     assert (params.training.epochs, params.training.batch_size, params.training.learning_rate) == (50, 32, 1e-4)
     assert params.prepare.image_size == 224 and params.model.weights == "imagenet"
     assert params.sampling.kmeans_clusters == 8
@@ -94,7 +102,6 @@ def test_a_path_out_of_the_repository_is_made_absolute_for_the_experiments_copy(
         ("training", "processes", 0, "training.processes: must be greater than 0"),
         ("training", "batch_size", 30, "training.batch_size: 30 does not split evenly over 4 processes"),
         ("training", "timeout_s", 0, "training.timeout_s: must be greater than 0"),
-        ("sampling", "majority_classes", ["NV", "MELANOMA"], "sampling.majority_classes[1]: unknown value 'MELANOMA'"),
         ("sampling", "majority_classes", "NV", "sampling.majority_classes: must be a valid tuple, got 'NV'"),
         ("prepare", "test_fraction", 0.9, "prepare.test_fraction: val_fraction + test_fraction must be below 1"),
         ("prepare", "skip_bad_images", "yes", "prepare.skip_bad_images: must be a valid boolean, got 'yes'"),
@@ -106,7 +113,7 @@ def test_a_path_out_of_the_repository_is_made_absolute_for_the_experiments_copy(
             "augmentation.color_jitter: values must be >= 0 and hue",
         ),
         ("model", "name", "vgg16", "model.name: unknown value 'vgg16'; choose one of 'densenet121', 'resnet50', 'effi"),
-        ("model", "num_classes", 9, "model.num_classes: unknown value 9; choose one of 8"),
+        ("model", "num_classes", 8, "model.num_classes: removed: the classes are the ground truth's columns"),
     ],
 )
 def test_bad_values_name_the_key(section, key, value, message):

@@ -70,7 +70,9 @@ def test_predict_matches_evaluation_and_survives_a_bad_file(cli, tmp_path, model
     # the same image through prepare-split's decoding and evaluate's dataset
     with ImageWriter(tmp_path / "test.npy", 1, 64) as writer:
         writer.write(0, load_image(good, 64))
-    dataset = ImageArrayDataset(tmp_path, pd.DataFrame({"split": ["test"], "row": [0], "label": ["NV"]}), normalize())
+    dataset = ImageArrayDataset(
+        tmp_path, pd.DataFrame({"split": ["test"], "row": [0], "label": ["NV"]}), CLASSES, normalize()
+    )
     with torch.no_grad():
         expected = torch.softmax(model(dataset[0][0][None]), dim=1)[0].numpy()
     assert [predicted[name] for name in CLASSES] == pytest.approx(expected, abs=1e-4)

@@ -69,7 +69,7 @@ def test_undersample_hits_targets_exactly_and_keeps_cluster_shares():
         seed=0,
     )
     before = manifest.copy()
-    kept, info = undersample(manifest, images, params)
+    kept, info = undersample(manifest, images, params, CLASSES)
     pd.testing.assert_frame_equal(manifest, before)  # input untouched
     assert kept["label"].value_counts().to_dict() == {"NV": 40, "MEL": 40, "DF": 7}
     assert set(kept["image"]) <= set(manifest["image"])  # real images, no centroids
@@ -92,15 +92,15 @@ def test_random_undersampling_draws_uniformly_and_none_keeps_every_image(method)
         kmeans_clusters=4,
         seed=0,
     )
-    kept, info = undersample(manifest, images, params)
+    kept, info = undersample(manifest, images, params, CLASSES)
     if method == "none":
         pd.testing.assert_frame_equal(kept, manifest)
         assert info == {}
     else:
         assert kept["label"].value_counts().to_dict() == {"NV": 40, "MEL": 40, "DF": 7}
         assert all(entry["assignment"].max() == 0 for entry in info.values())  # one cluster: a uniform draw
-        again, _ = undersample(manifest, images, params)
-        other, _ = undersample(manifest, images, params.model_copy(update={"seed": 1}))
+        again, _ = undersample(manifest, images, params, CLASSES)
+        other, _ = undersample(manifest, images, params.model_copy(update={"seed": 1}), CLASSES)
         assert list(again["image"]) == list(kept["image"]) != list(other["image"])  # the seed decides the draw
 
 
@@ -147,7 +147,7 @@ def test_copies_are_drawn_afresh_each_epoch_deterministically_for_the_seed(tmp_p
     assert for_real_images(AUGMENT) is AUGMENT
     assert for_real_images(light).rotation_range == 10 and for_real_images(light).crop_scale == (0.08, 1.0)
     transform, copy_transform = augment(params=for_real_images(light), size=32), augment(params=light, size=32)
-    dataset = ImageArrayDataset(tmp_path, balanced, transform, copy_transform)
+    dataset = ImageArrayDataset(tmp_path, balanced, CLASSES, transform, copy_transform)
 
     def epoch(seed: int) -> np.ndarray:
         torch.manual_seed(seed)
@@ -182,11 +182,11 @@ def test_published_targets_on_the_real_training_split(shared_data):
         kmeans_clusters=8,
         seed=42,
     )
-    before = class_counts(manifest["label"])
+    before = class_counts(manifest["label"], CLASSES)
     assert before["NV"] > 3500 and before["BCC"] > 1500 and before["MEL"] < 3500 and before["DF"] < 1500
-    kept, _ = undersample(manifest, images, params)
-    balanced = balanced_manifest(kept, oversample_plan(kept, params.targets(), seed=42))
-    assert class_counts(balanced["label"]) == {
+    kept, _ = undersample(manifest, images, params, CLASSES)
+    balanced = balanced_manifest(kept, oversample_plan(kept, params.targets(CLASSES), seed=42))
+    assert class_counts(balanced["label"], CLASSES) == {
         "MEL": 3500,
         "NV": 3500,
         "BCC": 1500,

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from skinlesion.classes import CLASSES
 from skinlesion.data.arrays import ImageWriter, copy_rows, open_images, read_manifest
 from skinlesion.errors import DataError
 
@@ -28,8 +29,8 @@ def test_open_images_and_read_manifest_refuse_wrong_files(tmp_path):
     pd.DataFrame({"image": ["a"], "label": ["MELANOMA"], "lesion_id": [""], "split": ["train"], "row": [0]}).to_csv(
         tmp_path / "m.csv", index=False
     )
-    with pytest.raises(DataError, match="m.csv: unknown label 'MELANOMA'"):
-        read_manifest(tmp_path / "m.csv")
+    with pytest.raises(DataError, match=r"m.csv: label 'MELANOMA' is not one of the classes \['MEL',"):
+        read_manifest(tmp_path / "m.csv", CLASSES)
     pd.DataFrame({"image": ["a"]}).to_csv(tmp_path / "n.csv", index=False)
     with pytest.raises(DataError, match="n.csv: missing columns"):
         read_manifest(tmp_path / "n.csv")

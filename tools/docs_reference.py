@@ -68,6 +68,8 @@ OUTPUTS = {
     "data/prepared/val.csv": "manifest of val.npy, as train.csv",
     "data/prepared/test.csv": "manifest of test.npy, as train.csv",
     "data/prepared/skipped.csv": "images skipped as missing or corrupt (only with `prepare.skip_bad_images: true`)",
+    "data/prepared/classes.json": "the class list: the ground truth CSV's class columns in order, the model's outputs "
+    "(docs/own-data.md)",
     "metrics/data.json": "images per class in each split, and how many were skipped",
     "data/folds/assignment.csv": "the fold table: prepare-split's train rows, then its val rows, each with its `fold` "
     "(the fold that validates on it; -1: none, the train split with one fold)",

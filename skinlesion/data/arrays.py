@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skinlesion.classes import CLASSES
+from skinlesion.classes import check_labels
 from skinlesion.data.metadata import FIELDS
 from skinlesion.errors import DataError
 
@@ -123,8 +123,8 @@ def copy_rows(source: np.ndarray, rows: np.ndarray, path: str | Path) -> None:
             target.write(index, source[row])
 
 
-def read_manifest(path: str | Path) -> pd.DataFrame:
-    """Read a manifest CSV and check its columns and labels."""
+def read_manifest(path: str | Path, classes: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Read a manifest CSV and check its columns, and its labels against `classes` if given."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: manifest not found")
@@ -133,9 +133,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
     if missing:
         raise DataError(f"{path}: missing columns {missing}")
-    unknown = manifest.loc[~manifest["label"].isin(CLASSES), "label"]
-    if len(unknown):
-        raise DataError(f"{path}: unknown label {unknown.iloc[0]!r}")
+    if classes is not None:
+        check_labels(manifest["label"], classes, str(path))
     return manifest
 
 
@@ -143,7 +142,7 @@ def write_manifest(manifest: pd.DataFrame, path: str | Path) -> None:
     manifest.to_csv(Path(path), index=False, lineterminator="\n")
 
 
-def class_counts(labels: pd.Series) -> dict[str, int]:
-    """Images per class, every class listed (zero where absent), in ISIC column order."""
+def class_counts(labels: pd.Series, classes: tuple[str, ...]) -> dict[str, int]:
+    """Images per class, every one of `classes` listed (zero where absent), in their order."""
     counts = labels.value_counts()
-    return {name: int(counts.get(name, 0)) for name in CLASSES}
+    return {name: int(counts.get(name, 0)) for name in classes}

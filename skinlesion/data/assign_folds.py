@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from skinlesion.classes import CLASSES
 from skinlesion.config import Section, View
 from skinlesion.data.folds import FOLD, NO_FOLD
 from skinlesion.data.split import deal_groups, lesion_groups
@@ -56,7 +55,7 @@ def assign_folds(pool: pd.DataFrame, folds: int, seed: int, where: str) -> pd.Se
     lesions = groups.groupby(pool["label"]).nunique()
     short = lesions[lesions < folds]
     if len(short):
-        label = min(short.index, key=lambda name: (short[name], CLASSES.index(name)))
+        label = min(short.index, key=lambda name: (short[name], name))
         raise DataError(
             f"params: cv.folds: {folds} folds, but class {label} has only {short[label]} lesion(s) in train+val "
             f"({where}): every fold must validate on every class; use at most {lesions.min()} folds"

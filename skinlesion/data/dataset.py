@@ -10,7 +10,6 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from skinlesion.classes import CLASSES
 from skinlesion.data.arrays import ManifestImages
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -32,12 +31,13 @@ class ImageArrayDataset(Dataset):
         self,
         folder: str | Path,
         manifest: pd.DataFrame,
+        classes: tuple[str, ...],
         transform: Transform,
         copy_transform: Transform | None = None,
         metadata: np.ndarray | None = None,
     ):
         self.images = ManifestImages(folder, manifest)
-        self.targets = manifest["label"].map(CLASSES.index).to_numpy()
+        self.targets = manifest["label"].map(classes.index).to_numpy()
         self.transform = transform
         self.copy_transform = copy_transform
         self.copies = manifest["augmented"].to_numpy(dtype=bool) if copy_transform else None

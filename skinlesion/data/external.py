@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from skinlesion.classes import check_labels, read_classes
 from skinlesion.data.arrays import EXTERNAL_SPLIT, ImageWriter, copy_rows, open_images, read_manifest, write_manifest
 from skinlesion.data.images import load_image
-from skinlesion.data.isic import ImageSource, read_labels
+from skinlesion.data.isic import GROUND_TRUTH_CSV, ImageSource, read_labels
 from skinlesion.data.metadata import FIELDS
 from skinlesion.data.prepare import PrepareParams, decode_all
 from skinlesion.data.split import SPLITS
@@ -69,19 +70,15 @@ def leaks(
     )
 
 
-def prepare_external(root: Path, prepared: Path, params: PrepareParams, out: Path) -> dict:
-    """Decode the external set at `root` into `out` (OUTPUT_FILES: the array and manifest of the
-    images kept, the images left out and why, and the summary); returns the summary."""
-    if not root.is_dir():
-        raise DataError(f"{root}: external test set folder not found")
-    labels = read_labels(root, metadata_required=False)
+def decode_external(root: Path, labels: pd.DataFrame, params: PrepareParams, every: Path) -> tuple[list, list]:
+    """Decode each image of `labels` (the set at `root`) into the array `every`, a row each;
+    returns each image's pixel digest (None where unreadable) and the images skipped, with why."""
     source, size = ImageSource(root), params.image_size
     decode = functools.partial(
         load_image, size=size, crop_border=params.crop_border, color_constancy=params.color_constancy
     )
     digests: list[str | None] = []
     skipped = []
-    every = out / "every.npy"
     with ImageWriter(every, len(labels), size) as writer:
         results = decode_all(source, list(labels["image"]), decode, params.decoding_processes())
         for row, (image, (pixels, reason)) in enumerate(
@@ -97,10 +94,22 @@ def prepare_external(root: Path, prepared: Path, params: PrepareParams, out: Pat
                 continue
             writer.write(row, pixels)
             digests.append(pixel_digest(pixels))
-    known, known_digests = prepared_images(prepared)
+    return digests, skipped
+
+
+def prepare_external(root: Path, prepared: Path, params: PrepareParams, out: Path) -> dict:
+    """Decode the external set at `root` into `out` (OUTPUT_FILES: the array and manifest of the
+    images kept, the images left out and why, and the summary); returns the summary. Its labels
+    must be among the classes of prepare-split's folder `prepared`."""
+    if not root.is_dir():
+        raise DataError(f"{root}: external test set folder not found")
+    labels = read_labels(root)
+    check_labels(labels["label"], read_classes(prepared), str(root / GROUND_TRUTH_CSV))
+    every = out / "every.npy"
+    digests, skipped = decode_external(root, labels, params, every)
     readable = np.array([digest is not None for digest in digests])
     # an unreadable image is counted under skipped, not under the guards
-    caught = leaks(labels, digests, known, known_digests) & readable[:, None]
+    caught = leaks(labels, digests, *prepared_images(prepared)) & readable[:, None]
     left_out = caught.any(axis=1).to_numpy()
     kept = np.flatnonzero(readable & ~left_out)
     copy_rows(open_images(every), kept, out / f"{EXTERNAL_SPLIT}.npy")

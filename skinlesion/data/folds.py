@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from skinlesion.classes import CLASSES, read_classes
 from skinlesion.data.arrays import read_manifest
 from skinlesion.errors import DataError
 
@@ -52,9 +53,11 @@ class FoldData:
     balanced: Path
     validation: pd.DataFrame
     where: str
+    classes: tuple[str, ...] = CLASSES  # the data's (prepare-split's classes.json)
 
     @classmethod
     def of_fold(cls, prepared: Path, balanced: Path, folds: Path, fold: int) -> FoldData:
         """Fold `fold` of the fold table at `folds` (assign-folds' output)."""
-        where = f"{folds}, fold {fold}"
-        return cls(prepared, balanced, fold_manifests(read_manifest(folds), fold, str(folds))[1], where)
+        where, classes = f"{folds}, fold {fold}", read_classes(prepared)
+        validation = fold_manifests(read_manifest(folds, classes), fold, str(folds))[1]
+        return cls(prepared, balanced, validation, where, classes)

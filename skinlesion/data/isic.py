@@ -1,15 +1,19 @@
 """Reading the ISIC 2019 training files: the two CSVs and where the JPEG images lie.
 
-The same code reads the real ISIC 2019 download and the synthetic sample, which is written
-in the same format: `ISIC_2019_Training_GroundTruth.csv` (image + one-hot float columns
-MEL..SCC, UNK), `ISIC_2019_Training_Metadata.csv` (image, age_approx, anatom_site_general,
-lesion_id, sex) and `ISIC_2019_Training_Input/<image>.jpg`, or those JPEGs inside the
-official `ISIC_2019_Training_Input.zip`.
+The same code reads the real ISIC 2019 download, the synthetic sample, which is written in
+the same format, and a data root of one's own in that layout: `ISIC_2019_Training_GroundTruth.csv`
+(image, then one one-hot float column per class: MEL..SCC for ISIC 2019, and optionally a last
+column UNK that must stay 0), `ISIC_2019_Training_Metadata.csv` (image, and any of
+age_approx, anatom_site_general, lesion_id, sex; optional as a whole) and
+`ISIC_2019_Training_Input/<image>.jpg`, or those JPEGs inside the official
+`ISIC_2019_Training_Input.zip`. The class list is the ground truth's columns (docs/own-data.md).
 """
 
 from __future__ import annotations
 
+import csv
 import io
+import logging
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -26,18 +30,26 @@ GROUND_TRUTH_CSV = "ISIC_2019_Training_GroundTruth.csv"
 METADATA_CSV = "ISIC_2019_Training_Metadata.csv"
 IMAGE_DIR = "ISIC_2019_Training_Input"
 IMAGE_ZIP = "ISIC_2019_Training_Input.zip"
-GROUND_TRUTH_COLUMNS = ("image", *CLASSES, "UNK")
+UNKNOWN = "UNK"  # ISIC 2019's column for the test set's unknown lesions: never a training label
+GROUND_TRUTH_COLUMNS = ("image", *CLASSES, UNKNOWN)  # ISIC 2019's own (and the submission format's)
 METADATA_COLUMNS = ("image", "age_approx", "anatom_site_general", "lesion_id", "sex")
 
+log = logging.getLogger(__name__)
 
-def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """The CSV at `path`, every cell text, names stripped; `image` must be its first column."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     # utf-8-sig drops a byte-order mark; every cell stays text so nothing is silently coerced
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    frame.columns = [c.strip() for c in frame.columns]
-    if tuple(frame.columns) != columns:
-        raise DataError(f"{path}: expected columns {list(columns)}, found {list(frame.columns)}")
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        header, *rows = [row for row in csv.reader(file) if row] or [[]]
+    for line, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise DataError(f"{path}: line {line} has {len(row)} fields, the header {len(header)} ({header})")
+    frame = pd.DataFrame(rows, columns=[c.strip() for c in header], dtype=str)
+    if not len(frame.columns) or frame.columns[0] != "image":
+        raise DataError(f"{path}: the first column must be 'image', found {list(frame.columns)}")
     frame["image"] = frame["image"].str.strip()
     duplicated = frame[frame["image"].duplicated(keep=False)]
     if len(duplicated):
@@ -50,9 +62,26 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     return frame
 
 
+def classes_of(columns: list[str], path: Path) -> tuple[str, ...]:
+    """The class list of a ground-truth CSV with `columns`: every column after `image`, but a
+    last UNK column."""
+    classes = tuple(columns[1:-1] if columns[-1] == UNKNOWN else columns[1:])
+    if len(classes) < 2 or UNKNOWN in classes:
+        raise DataError(f"{path}: expected image, at least two class columns and UNK only last, found {columns}")
+    return classes
+
+
+def ground_truth_classes(root: str | Path) -> tuple[str, ...]:
+    """The classes of the ground-truth CSV under `root`, in its column order: ISIC 2019's eight
+    (skinlesion.classes.CLASSES) for ISIC 2019 and the sample."""
+    path = Path(root) / GROUND_TRUTH_CSV
+    return classes_of(list(_read_csv(path).columns), path)
+
+
 def _labels_from_one_hot(frame: pd.DataFrame, path: Path) -> pd.Series:
-    """The class name of each row; every row must be one-hot over the 8 training classes."""
-    label_columns = [*CLASSES, "UNK"]
+    """The class name of each row; every row must be one-hot over the training classes."""
+    classes = classes_of(list(frame.columns), path)
+    label_columns = list(frame.columns[1:])
     try:
         values = frame[label_columns].apply(pd.to_numeric, errors="raise").to_numpy(float)
     except ValueError:
@@ -73,33 +102,46 @@ def _labels_from_one_hot(frame: pd.DataFrame, path: Path) -> pd.Series:
             f"{path}: line {index + 2} ({frame['image'].iloc[index]}): labels must be one-hot "
             f"(exactly one 1.0, the rest 0.0), got {dict(zip(label_columns, values[index]))}"
         )
-    unknown = np.flatnonzero(values[:, -1] == 1.0)
+    unknown = np.flatnonzero(values[:, -1] == 1.0) if label_columns[-1] == UNKNOWN else []
     if len(unknown):
         index = unknown[0]
         raise DataError(
             f"{path}: line {index + 2} ({frame['image'].iloc[index]}): class UNK is not "
-            f"one of the training classes {list(CLASSES)}"
+            f"one of the training classes {list(classes)}"
         )
-    return pd.Series(np.asarray(CLASSES)[values[:, :-1].argmax(axis=1)], index=frame.index)
+    return pd.Series(np.asarray(classes)[values[:, : len(classes)].argmax(axis=1)], index=frame.index)
 
 
-def read_labels(root: str | Path, *, metadata_required: bool = True) -> pd.DataFrame:
+def _read_metadata(path: Path, images: pd.Series) -> pd.DataFrame:
+    """The metadata CSV at `path` with every column of METADATA_COLUMNS; a column it lacks, or
+    the whole file when absent, reads as missing values."""
+    if not path.is_file():
+        log.warning("%s: not found; every image's metadata is missing and each image is its own lesion", path)
+        return pd.DataFrame({"image": images, **dict.fromkeys(METADATA_COLUMNS[1:], "")})
+    meta = _read_csv(path)
+    unknown = [c for c in meta.columns if c not in METADATA_COLUMNS]
+    if unknown:
+        raise DataError(f"{path}: unknown columns {unknown}; the metadata columns are {list(METADATA_COLUMNS)}")
+    if "lesion_id" not in meta.columns:
+        log.warning("%s: no lesion_id column; each image is its own lesion", path)
+    return meta.reindex(columns=list(METADATA_COLUMNS), fill_value="")
+
+
+def read_labels(root: str | Path) -> pd.DataFrame:
     """Read and cross-check the ground truth and metadata under `root`.
 
     Returns one row per image, in ground-truth order, with columns `image`, `label`
     (class name), `lesion_id` (empty when unknown), `group` (the lesion, or the image
     itself when it has no lesion id: the unit that must never straddle two splits) and the
     metadata `age_approx`, `anatom_site_general`, `sex` (empty when missing; checked by
-    skinlesion.data.metadata.check_metadata). Without `metadata_required` (an external test
-    set), a folder without the metadata CSV reads as if every value were missing.
+    skinlesion.data.metadata.check_metadata). The metadata CSV is optional, and so is each of
+    its columns but image: what it lacks reads as missing values, and an image without a
+    lesion id is its own lesion.
     """
     root = Path(root)
     truth_path, meta_path = root / GROUND_TRUTH_CSV, root / METADATA_CSV
-    truth = _read_csv(truth_path, GROUND_TRUTH_COLUMNS)
-    if metadata_required or meta_path.is_file():
-        meta = _read_csv(meta_path, METADATA_COLUMNS)
-    else:
-        meta = pd.DataFrame({"image": truth["image"], **dict.fromkeys(METADATA_COLUMNS[1:], "")})
+    truth = _read_csv(truth_path)
+    meta = _read_metadata(meta_path, truth["image"])
     labels = pd.DataFrame({"image": truth["image"], "label": _labels_from_one_hot(truth, truth_path)})
 
     missing = labels.loc[~labels["image"].isin(meta["image"]), "image"]

@@ -19,6 +19,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 from tqdm import tqdm
 
+from skinlesion.classes import CLASSES_FILE
 from skinlesion.config import Section, View
 from skinlesion.cores import available_cores
 from skinlesion.data.arrays import ImageWriter, class_counts, copy_rows, open_images
@@ -62,8 +63,9 @@ class PrepareParams(Section):
         return self
 
 
-# What prepare-split writes: one array and one manifest per split, and the skipped images.
-OUTPUT_FILES = [f"{name}.{ext}" for name in SPLITS for ext in ("npy", "csv")] + ["skipped.csv"]
+# What prepare-split writes: one array and one manifest per split, the skipped images and the
+# class list.
+OUTPUT_FILES = [f"{name}.{ext}" for name in SPLITS for ext in ("npy", "csv")] + ["skipped.csv", CLASSES_FILE]
 
 
 class PrepareRun(View):
@@ -152,10 +154,10 @@ def drop_skipped(manifest: pd.DataFrame, skipped: pd.DataFrame, out: Path) -> pd
     return keep
 
 
-def split_counts(manifest: pd.DataFrame) -> dict:
+def split_counts(manifest: pd.DataFrame, classes: tuple[str, ...]) -> dict:
     """Per split: images per class and in total."""
     counts = {}
     for name in SPLITS:
         part = manifest[manifest["split"] == name]
-        counts[name] = {**class_counts(part["label"]), "total": len(part)}
+        counts[name] = {**class_counts(part["label"], classes), "total": len(part)}
     return counts

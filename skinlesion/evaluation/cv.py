@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from skinlesion.classes import CLASSES
 from skinlesion.config import View
 from skinlesion.data.folds import fold_manifests
 from skinlesion.errors import DataError
@@ -73,7 +72,7 @@ def out_of_fold_figures(probabilities: np.ndarray, y_true: np.ndarray) -> dict:
     y_pred = probabilities.argmax(axis=1)
     return {
         "images": len(y_true),
-        "balanced_accuracy": balanced_accuracy(y_true, y_pred, len(CLASSES)),
+        "balanced_accuracy": balanced_accuracy(y_true, y_pred, probabilities.shape[1]),
         "accuracy": float((y_pred == y_true).mean()),
         "unknown_threshold": unknown_threshold(unknown_scores(probabilities)),
     }
@@ -91,7 +90,8 @@ def combine_folds(
     `members`) and the ensemble's info (SHARED, the unknown threshold, `out_of_fold`). Fold k
     (`files[k]`) predicts its own validation rows of the fold table `table` (named `where`)."""
     checkpoints = [read_checkpoint(path) for path in files]  # each file read once
-    members = [build_checkpoint(checkpoint, path, CLASSES) for checkpoint, path in zip(checkpoints, files)]
+    # the members must agree on their classes (shared_info); evaluate checks them against the data's
+    members = [build_checkpoint(checkpoint, path, None) for checkpoint, path in zip(checkpoints, files)]
     shared = shared_info([info for _, info in members], files)
     probabilities, labels = [], []
     for fold, (model, info) in enumerate(members):

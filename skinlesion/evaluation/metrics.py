@@ -37,8 +37,11 @@ def recalls(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndar
     return np.divide(np.diag(matrix), support, out=np.full(num_classes, np.nan), where=support > 0)
 
 
-def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
-    """Mean recall over the classes that occur in `y_true`."""
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int | None = None) -> float:
+    """Mean recall over the classes that occur in `y_true` (so any `num_classes` above the largest
+    label gives the same figure; None: just enough for the labels)."""
+    if num_classes is None:
+        num_classes = int(max(np.max(y_true, initial=0), np.max(y_pred, initial=0))) + 1
     values = recalls(y_true, y_pred, num_classes)
     return float(values[~np.isnan(values)].mean())
 

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from skinlesion.atomic import atomic_file
+from skinlesion.classes import check_labels
 from skinlesion.data.dataset import ImageArrayDataset
 from skinlesion.data.metadata import FEATURES, encode_metadata
 from skinlesion.errors import WeightsError
@@ -111,9 +112,11 @@ def input_transform(info: ModelInfo) -> v2.Compose:
 def model_dataset(folder: Path, manifest: pd.DataFrame, info: ModelInfo, where: str) -> ImageArrayDataset:
     """The images of `manifest` (rows of prepare-split's arrays in `folder`) as the model in
     `info` takes them: normalised as in training and, for a model that fuses metadata, with
-    their metadata (`where` names the manifest in metadata errors)."""
+    their metadata (`where` names the manifest in errors: a label the model does not predict,
+    metadata)."""
+    check_labels(manifest["label"], info.classes, where)
     metadata = encode_metadata(manifest, where) if info.uses_metadata else None
-    return ImageArrayDataset(folder, manifest, input_transform(info), metadata=metadata)
+    return ImageArrayDataset(folder, manifest, info.classes, input_transform(info), metadata=metadata)
 
 
 def predict_rows(

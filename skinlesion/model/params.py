@@ -1,14 +1,11 @@
-"""The params section `model`: which backbone, its pretrained weights, the classes and the
-metadata head. Read by the train stage and the model card; no torch here, so that
-check-params answers at once."""
+"""The params section `model`: which backbone, its pretrained weights and the metadata head
+(the classes are the data's: prepare-split's classes.json). Read by the train stage and the
+model card; no torch here, so that check-params answers at once."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
-from skinlesion.classes import CLASSES
 from skinlesion.config import Section
 from skinlesion.model.names import Architecture
 
@@ -17,7 +14,6 @@ class ModelParams(Section):
     name: Architecture = Field(
         description="the backbone: torchvision's by its name, timm's as timm/NAME (densenet121 is the published one)"
     )
-    num_classes: Literal[len(CLASSES)] = Field(description="the 8 ISIC 2019 training classes")
     weights: str = Field(
         description="imagenet (through the backbone's library), packaged (ImageNet weights a registry package ships), "
         "none, or the path of a weights file"

@@ -97,9 +97,10 @@ def pick_within_clusters(assignment: np.ndarray, target: int, seed: int) -> np.n
 
 
 def undersample(
-    manifest: pd.DataFrame, images: ManifestImages | np.ndarray, params: UndersampleParams
+    manifest: pd.DataFrame, images: ManifestImages | np.ndarray, params: UndersampleParams, classes: tuple[str, ...]
 ) -> tuple[pd.DataFrame, dict]:
-    """Return the kept rows of `manifest` (in their original order) and per-class cluster info.
+    """Return the kept rows of `manifest` (in their original order) and per-class cluster info;
+    `classes` are the data's.
 
     `images[i]` is the image of the manifest's i-th row (ManifestImages). The info maps each
     undersampled class to its cluster assignment, 2-D coordinates and kept mask, for plots.
@@ -109,7 +110,7 @@ def undersample(
     if params.undersample == "none":
         return manifest.copy(), info
     clusters = params.kmeans_clusters if params.undersample == "kmeans" else 1
-    for label, target in params.targets().items():
+    for label, target in params.targets(classes).items():
         positions = np.flatnonzero(manifest["label"].to_numpy() == label)
         if len(positions) <= target:
             continue

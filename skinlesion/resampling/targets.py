@@ -4,25 +4,29 @@ below it is oversampled by augmentation."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
-from skinlesion.classes import CLASSES
 from skinlesion.config import View
+from skinlesion.errors import DataError
 
 
 class ClassTargets(View):
     """The keys of the `sampling` section that set the targets (both resampling stages read them)."""
 
-    majority_classes: tuple[Literal[CLASSES], ...]
+    majority_classes: tuple[str, ...]
     majority_target: int = Field(gt=0, description="training images of each majority class after undersampling")
     minority_target: int = Field(gt=0, description="training images of every other class after oversampling")
 
-    def targets(self) -> dict[str, int]:
-        """Training images per class after resampling, in ISIC column order."""
+    def targets(self, classes: tuple[str, ...]) -> dict[str, int]:
+        """Training images per class of `classes` (the data's) after resampling, in their order."""
+        unknown = [name for name in self.majority_classes if name not in classes]
+        if unknown:
+            raise DataError(
+                f"params: sampling.majority_classes: {unknown} not among the data's classes {list(classes)} "
+                "(prepare-split's classes.json, from the ground truth's columns)"
+            )
         return {
-            name: self.majority_target if name in self.majority_classes else self.minority_target for name in CLASSES
+            name: self.majority_target if name in self.majority_classes else self.minority_target for name in classes
         }
 
 

@@ -12,7 +12,6 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from skinlesion.classes import CLASSES
 from skinlesion.errors import TrainingError
 from skinlesion.evaluation.metrics import balanced_accuracy
 from skinlesion.model.architectures import freeze_backbone_statistics
@@ -29,7 +28,7 @@ def epoch_scores(loss: float, y_true: np.ndarray, y_pred: np.ndarray) -> dict[st
     return {
         "loss": loss,
         "accuracy": float((y_pred == y_true).mean()),
-        "balanced_accuracy": balanced_accuracy(y_true, y_pred, len(CLASSES)),
+        "balanced_accuracy": balanced_accuracy(y_true, y_pred),
     }
 
 

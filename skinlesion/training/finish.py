@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from skinlesion.classes import CLASSES
 from skinlesion.data.folds import FoldData
 from skinlesion.data.metadata import FEATURES
 from skinlesion.model.architectures import describe_weights, normalization
@@ -25,12 +24,13 @@ from skinlesion.training.params import TrainingParams, TrainRun
 log = logging.getLogger(__name__)
 
 
-def save_model(path: Path, net: nn.Module, params: TrainRun, best: dict) -> None:
-    """The model file: weights, and what inference needs to preprocess images as training saw them."""
+def save_model(path: Path, net: nn.Module, params: TrainRun, best: dict, classes: tuple[str, ...]) -> None:
+    """The model file: weights, the classes it predicts, and what inference needs to preprocess
+    images as training saw them."""
     mean, std = normalization(params.model.name)
     info = ModelInfo(
         arch=params.model.name,
-        classes=CLASSES,
+        classes=classes,
         image_size=params.prepare.image_size,
         crop_border=params.prepare.crop_border,
         color_constancy=params.prepare.color_constancy,

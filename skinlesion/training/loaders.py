@@ -16,7 +16,8 @@ from skinlesion.cores import available_cores
 from skinlesion.data.arrays import read_manifest
 from skinlesion.data.dataset import ImageArrayDataset
 from skinlesion.data.folds import FoldData
-from skinlesion.data.metadata import encode_metadata
+from skinlesion.data.metadata import FIELDS, encode_metadata
+from skinlesion.errors import DataError
 from skinlesion.model.architectures import normalization
 from skinlesion.training.distributed import World
 from skinlesion.training.params import TrainRun
@@ -79,11 +80,18 @@ def build_loaders(
         transform = train_transform(params=for_real_images(augmentation), size=size, mean=mean, std=std)
         if augmentation.real_images != "augment":
             copy_transform = train_transform(params=augmentation, size=size, mean=mean, std=std)
-    manifest, use_metadata = read_manifest(data.balanced), params.model.use_metadata
+    manifest, use_metadata = read_manifest(data.balanced, data.classes), params.model.use_metadata
     metadata = encode_metadata(manifest, str(data.balanced)) if use_metadata else None
-    train_set = ImageArrayDataset(data.prepared, manifest, transform, copy_transform, metadata)
+    if use_metadata and (manifest[list(FIELDS)] == "").all(axis=None):
+        raise DataError(
+            f"params: model.use_metadata: no training image of {data.balanced} has metadata (data.root has no "
+            "metadata CSV, or every age, sex and site is empty): set it to false"
+        )
+    train_set = ImageArrayDataset(data.prepared, manifest, data.classes, transform, copy_transform, metadata)
     val_metadata = encode_metadata(data.validation, data.where) if use_metadata else None
-    val_set = ImageArrayDataset(data.prepared, data.validation, normalize(mean=mean, std=std), metadata=val_metadata)
+    val_set = ImageArrayDataset(
+        data.prepared, data.validation, data.classes, normalize(mean=mean, std=std), metadata=val_metadata
+    )
     warning = crowded_cores(
         settings.num_workers, int(os.environ.get("LOCAL_WORLD_SIZE", world.size)), available_cores()
     )

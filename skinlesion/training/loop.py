@@ -61,7 +61,7 @@ def fit(
                 **{f"val_{name}": scores["val"][name] for name in ("balanced_accuracy", "accuracy", "loss")},
             }
             if world.main:
-                save_model(model_path, trainer.net, params, best)
+                save_model(model_path, trainer.net, params, best, data.classes)
         stop = bool(settings.early_stopping_patience) and epoch - best["epoch"] >= settings.early_stopping_patience
         if state_path and world.main:
             done = stop or epoch == settings.epochs - 1

@@ -62,7 +62,7 @@ def build_trainer(params: TrainRun, data: FoldData, world: World = World()) -> T
     process = f" (process {world.rank} of {world.size})" if world.distributed else ""
     train_set = train_loader.dataset
     log.info("training %s on %s: %d train images%s", params.model.name, device, len(train_set), process)
-    return assemble_trainer(params, device, train_loader, val_loader, train_set.targets, world)
+    return assemble_trainer(params, device, train_loader, val_loader, train_set.targets, world, data.classes)
 
 
 def assemble_trainer(
@@ -72,12 +72,13 @@ def assemble_trainer(
     val_loader: Iterable,
     targets: np.ndarray,
     world: World = World(),
+    classes: tuple[str, ...] = CLASSES,
 ) -> Trainer:
-    """A fresh model of `params` on `device`, its loss, optimiser and schedule, around the
-    loaders (`targets`: the training labels, which a weighted loss counts)."""
+    """A fresh model of `params` on `device` predicting `classes`, its loss, optimiser and
+    schedule, around the loaders (`targets`: the training labels, which a weighted loss counts)."""
     settings = params.training
     metadata_features = len(FEATURES) if params.model.use_metadata else 0
-    net = build_model(params.model.name, params.model.num_classes, params.model.weights, metadata_features)
+    net = build_model(params.model.name, len(classes), params.model.weights, metadata_features)
     if settings.backbone_lr_factor == 0:
         for parameter in backbone_parameters(net):
             parameter.requires_grad_(False)
@@ -93,7 +94,7 @@ def assemble_trainer(
     return Trainer(
         net=net,
         model=compile_model(model, settings.compile),
-        criterion=make_criterion(settings, targets, len(CLASSES)).to(device),
+        criterion=make_criterion(settings, targets, len(classes)).to(device),
         optimizer=optimizer,
         scheduler=scheduler,
         scaler=make_scaler(device, settings.precision),

@@ -8,10 +8,10 @@ later stage of the training side reads it from there, and a trained model carrie
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from skinlesion.atomic import write_json
 from skinlesion.errors import DataError
 from skinlesion.files import read_json
 
@@ -25,8 +25,9 @@ CLASSES_FILE = "classes.json"
 
 
 def write_classes(folder: str | Path, classes: tuple[str, ...]) -> None:
-    """Write the class list beside a split's manifests."""
-    write_json(Path(folder) / CLASSES_FILE, list(classes))
+    """Write the class list into `folder`, beside a split's manifests (a folder that atomic_files
+    or atomic_dir moves into place whole: the file is written there directly)."""
+    (Path(folder) / CLASSES_FILE).write_text(json.dumps(list(classes), indent=2) + "\n", encoding="utf-8")
 
 
 def read_classes(folder: str | Path) -> tuple[str, ...]:

@@ -23,7 +23,9 @@ from sklearn.metrics import balanced_accuracy_score
 from skinlesion.classes import CLASSES
 from skinlesion.cli import main as skinlesion
 from skinlesion.cores import available_cores
-from skinlesion.model.checkpoint import read_checkpoint
+from skinlesion.data.isic import GROUND_TRUTH_CSV, IMAGE_DIR, METADATA_CSV
+from skinlesion.data.synthetic import SampleParams, plan_sample, write_sample
+from skinlesion.model.checkpoint import load_checkpoint, read_checkpoint
 from skinlesion.model.info import ModelInfo
 from skinlesion.transforms.params import AugmentationParams
 
@@ -127,6 +129,67 @@ TINY = {
     "training": {"epochs": 1, "num_workers": 0},
     "gradcam": {"correct_per_class": 1, "wrong_per_class": 1},
 }
+
+
+# a data root of its own classes (tests/test_own_data.py): HAM10000's seven in ISIC's one-hot
+# layout, or three of the sample's
+HAM10000 = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
+THREE = ("MEL", "NV", "BCC")
+
+
+def own_classes_root(source: Path, target: Path, classes: tuple[str, ...], rename: dict, metadata: bool) -> Path:
+    """`source`'s images of `classes` (its columns named after `rename`) as a data root at
+    `target`, the ground truth in the ISIC one-hot layout without UNK; the metadata CSV only
+    with `metadata`."""
+    truth = pd.read_csv(source / GROUND_TRUTH_CSV, dtype=str).rename(columns=rename)
+    truth = truth.loc[truth[list(classes)].astype(float).sum(axis=1) == 1.0, ["image", *classes]]
+    (target / IMAGE_DIR).mkdir(parents=True)
+    truth.to_csv(target / GROUND_TRUTH_CSV, index=False)
+    for image in truth["image"]:
+        shutil.copy(source / IMAGE_DIR / f"{image}.jpg", target / IMAGE_DIR)
+    if metadata:
+        meta = pd.read_csv(source / METADATA_CSV, dtype=str, keep_default_na=False)
+        meta[meta["image"].isin(truth["image"])].to_csv(target / METADATA_CSV, index=False)
+    return target
+
+
+@pytest.fixture(scope="session")
+def seven_class_root(tmp_path_factory, shared_data) -> Path:
+    """The real mini set's labels without SCC, AK named as HAM10000 names it (AKIEC)."""
+    source = shared_data / "isic2019-mini"
+    return own_classes_root(source, tmp_path_factory.mktemp("ham7"), HAM10000, {"AK": "AKIEC"}, metadata=True)
+
+
+@pytest.fixture(scope="session")
+def three_class_root(tmp_path_factory) -> Path:
+    """MEL, NV and BCC of a small synthetic sample, with no metadata CSV at all."""
+    folder = tmp_path_factory.mktemp("three")
+    write_sample(plan_sample(SampleParams(num_images=90, min_per_class=10, scale=0.1, seed=3)), 0.1, folder / "sample")
+    return own_classes_root(folder / "sample", folder / "root", THREE, {}, metadata=False)
+
+
+def own_data_params(root: Path) -> dict:
+    """TINY's params on the data root `root`, with a smaller model at 32 px."""
+    return {
+        **TINY,
+        "data": {"root": str(root)},
+        "prepare": {"image_size": 32, "workers": 1},
+        "model": {"name": "efficientnet_b0"},
+    }
+
+
+def check_own_classes(repo: Path, root: Path, classes: tuple[str, ...]) -> None:
+    """The pipeline of `repo`, run on `root`, followed its classes at every step, and predict does."""
+    assert tuple(json.loads((repo / "data" / "prepared" / "classes.json").read_text())) == classes
+    assert load_checkpoint(repo / "models" / "model.pt")[1].classes == classes
+    assert tuple(json.loads((repo / "metrics" / "eval.json").read_text())["test"]["per_class"]) == classes
+    assert tuple(json.loads((repo / "metrics" / "data.json").read_text())["train"]) == (*classes, "total")
+    image = next((root / IMAGE_DIR).iterdir())
+    result = run_cli("predict", str(image), "--model", "models/model.pt", "--out", "out.csv", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(repo / "out.csv")
+    assert [c for c in table.columns if c.startswith("p_")] == [f"p_{name}" for name in classes]
+    assert table["predicted"].iloc[0] in classes
 
 
 ALL_STAGES = [

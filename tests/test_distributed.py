@@ -7,7 +7,19 @@ import time
 import pytest
 import torch
 import torch.distributed as dist
-from conftest import REPO, TINY, check_eval_json, copy_built, run_dvc, run_stage, stages_run, write_params
+from conftest import (
+    ALL_STAGES,
+    REPO,
+    THREE,
+    check_eval_json,
+    check_own_classes,
+    copy_repo,
+    own_data_params,
+    run_dvc,
+    run_stage,
+    stages_run,
+    write_params,
+)
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
@@ -36,11 +48,14 @@ TRAIN_ARGS = (
 
 
 @pytest.mark.slow
-def test_dvc_repro_trains_with_two_gloo_processes_and_evaluate_accepts_the_model(built_tiny, tmp_path):
-    repo = copy_built(built_tiny, tmp_path / "repo", untrained=True)
-    write_params(repo, {**TINY, "training": {"epochs": 2, "num_workers": 0, "processes": 2}})
+def test_dvc_repro_of_a_three_class_root_trains_with_two_gloo_processes(three_class_root, tmp_path):
+    """Two training processes through dvc repro, on a data root of three classes without a
+    metadata CSV (tests/test_own_data.py): every stage, evaluate accepts the model, and predict
+    follows the data's classes."""
+    params = own_data_params(three_class_root)
+    repo = copy_repo(tmp_path / "repo", {**params, "training": {"epochs": 2, "num_workers": 0, "processes": 2}})
     output = run_dvc("repro", cwd=repo)
-    assert stages_run(output) == ["train@0", "ensemble", "evaluate", "gradcam", "model-card"]
+    assert stages_run(output) == ALL_STAGES
     assert "(process 0 of 2)" in output and "(process 1 of 2)" in output
     model, info = load_checkpoint(repo / "models" / "model.pt")
     curves = repo / "dvclive" / "folds" / "0" / "plots" / "metrics"
@@ -49,10 +64,11 @@ def test_dvc_repro_trains_with_two_gloo_processes_and_evaluate_accepts_the_model
     with open(curves / "val" / "balanced_accuracy.tsv") as file:
         validation = [float(row["balanced_accuracy"]) for row in csv.DictReader(file, delimiter="\t")]
     # the kept epoch is the first best on validation, gathered from both processes
-    assert info.arch == "densenet121" and info.epoch == validation.index(max(validation))
+    assert info.arch == "efficientnet_b0" and info.epoch == validation.index(max(validation))
     assert info.val_balanced_accuracy == pytest.approx(max(validation))
     check_eval_json(repo)  # evaluate's figures, recomputed from its predictions
     assert "Data and pipelines are up to date" in run_dvc("status", cwd=repo)
+    check_own_classes(repo, three_class_root, THREE)
 
 
 def test_a_world_size_other_than_training_processes_fails_at_once(tmp_path):

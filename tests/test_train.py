@@ -105,6 +105,9 @@ def test_a_metadata_model_trains_calibrates_and_says_which_manifest_lacks_metada
     with pytest.raises(DataError, match=rf"^{tmp_path / 'train.csv'}: no metadata columns"):
         fit(params, _data(tmp_path), tmp_path / "model.pt", MemoryLive())
     manifest = read_manifest(tmp_path / "train.csv")
+    write_manifest(manifest.assign(age_approx="", anatom_site_general="", sex=""), tmp_path / "train.csv")
+    with pytest.raises(DataError, match=r"model.use_metadata: no training image of .*train.csv has metadata"):
+        fit(params, _data(tmp_path), tmp_path / "model.pt", MemoryLive())  # a data root without the metadata CSV
     ages = ["", "30", "85"]  # with gaps, as the official file has them
     metadata = {"age_approx": [ages[i % 3] for i in range(16)], "anatom_site_general": "", "sex": "male"}
     write_manifest(manifest.assign(**metadata), tmp_path / "train.csv")

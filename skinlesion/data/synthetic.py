@@ -25,8 +25,8 @@ from skinlesion.data.isic import GROUND_TRUTH_COLUMNS, GROUND_TRUTH_CSV, IMAGE_D
 class SampleParams(Section):
     """The synthetic ISIC-format sample written by the make-sample stage."""
 
-    num_images: int = Field(gt=0)
-    min_per_class: int = Field(gt=0)
+    num_images: int = Field(gt=0, description="images in the synthetic sample")
+    min_per_class: int = Field(gt=0, description="fewest images of any class in the sample")
     scale: float = Field(ge=0.05, le=1.0, description="size relative to the real 600x450 and 1024x1024 images")
     seed: int = Field(description="the synthetic sample's images, labels and lesions")
 

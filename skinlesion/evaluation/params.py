@@ -17,7 +17,7 @@ class ScoringParams(View):
     both stages read (not `external`, so that adding a set reruns neither the test split's
     scoring nor another set's)."""
 
-    batch_size: int = Field(gt=0)
+    batch_size: int = Field(gt=0, description="test images per forward pass")
     bootstrap_resamples: int = Field(gt=0, description="lesions resampled for the 95% interval of balanced accuracy")
     calibration_bins: int = Field(gt=0, description="equal-width confidence bins of the ECE and reliability diagram")
     seed: int = Field(description="the lesions the bootstrap interval resamples")

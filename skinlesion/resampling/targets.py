@@ -13,7 +13,9 @@ from skinlesion.errors import DataError
 class ClassTargets(View):
     """The keys of the `sampling` section that set the targets (both resampling stages read them)."""
 
-    majority_classes: tuple[str, ...]
+    majority_classes: tuple[str, ...] = Field(
+        description="the classes whose target is `majority_target` (the published NV and MEL); each one of the data's"
+    )
     majority_target: int = Field(gt=0, description="training images of each majority class after undersampling")
     minority_target: int = Field(gt=0, description="training images of every other class after oversampling")
 

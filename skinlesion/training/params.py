@@ -15,8 +15,10 @@ from skinlesion.transforms.params import AugmentationParams
 
 class TrainingParams(Section):
     batch_size: int = Field(gt=0, description="images per step, of all processes together")
-    epochs: int = Field(gt=0)
-    learning_rate: float = Field(gt=0, lt=1)
+    epochs: int = Field(
+        gt=0, description="epochs to train; the epoch with the best validation balanced accuracy is kept"
+    )
+    learning_rate: float = Field(gt=0, lt=1, description="Adam's learning rate")
     device: Device = Field(description="auto picks CUDA, then Apple MPS, then CPU")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         description="fp32 (TF32 tensor cores on CUDA), or bf16/fp16 autocast on CUDA"
@@ -39,8 +41,8 @@ class TrainingParams(Section):
     loss: Literal["cross_entropy", "weighted_cross_entropy", "focal"] = Field(
         description="cross_entropy (published), weighted_cross_entropy (inverse class frequency), focal"
     )
-    focal_gamma: float = Field(ge=0)
-    label_smoothing: float = Field(ge=0, lt=1)
+    focal_gamma: float = Field(ge=0, description="the focusing exponent of `loss: focal`")
+    label_smoothing: float = Field(ge=0, lt=1, description="label smoothing of the cross-entropy losses")
     early_stopping_patience: int = Field(
         ge=0, description="epochs without a better val balanced accuracy; 0: never stop"
     )

@@ -12,8 +12,8 @@ from skinlesion.config import Section
 
 class AugmentationParams(Section):
     rotation_range: float = Field(ge=0, le=180, description="degrees: rotations drawn from [-range, range]")
-    h_flip: bool
-    v_flip: bool
+    h_flip: bool = Field(description="random horizontal flips of the oversampled copies")
+    v_flip: bool = Field(description="random vertical flips of the oversampled copies")
     color_jitter: tuple[float, float, float, float] = Field(description="brightness, contrast, saturation, hue")
     crop_scale: tuple[float, float] = Field(description="RandomResizedCrop's area range")
     seed: int = Field(

@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(PrepareRun).prepare
 
-    classes, labels = ground_truth_classes(args.data_root), read_labels(args.data_root)
+    labels, classes = read_labels(args.data_root), ground_truth_classes(args.data_root)
     split = split_by_lesion(
         labels, val_fraction=params.val_fraction, test_fraction=params.test_fraction, seed=params.seed
     )

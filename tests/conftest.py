@@ -264,7 +264,10 @@ def check_eval_json(repo: Path) -> dict:
     threshold = read_checkpoint(repo / "models" / "model.pt")["unknown_threshold"]
     assert report["model"]["unknown_threshold"] == threshold
     scores = 1 - predictions.filter(like="p_").max(axis=1).to_numpy()
-    assert test["unknown_rate"] == pytest.approx(float(np.mean(scores > threshold)), abs=1 / len(predictions))
+    # a score within the rounding of the threshold may fall either side (an untrained model's
+    # near-uniform probabilities put every image there)
+    surely, perhaps = np.mean(scores > threshold + 1e-5), np.mean(scores > threshold - 1e-5)
+    assert surely <= test["unknown_rate"] <= perhaps
     return report
 
 

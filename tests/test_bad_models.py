@@ -181,6 +181,7 @@ def test_weights_and_training_state_readers_never_run_a_pickle(corpus, tmp_path)
 )
 def test_each_reader_stage_stops_naming_the_file_and_writes_nothing(corpus, tmp_path, module, args):
     write_params(tmp_path, {})
+    (tmp_path / "prepared").mkdir()
     write_classes(tmp_path / "prepared", CLASSES)
     path, message = corpus["other architecture"]
     result = run_module(module, *args, "--model", str(path), cwd=tmp_path)

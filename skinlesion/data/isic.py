@@ -75,7 +75,10 @@ def ground_truth_classes(root: str | Path) -> tuple[str, ...]:
     """The classes of the ground-truth CSV under `root`, in its column order: ISIC 2019's eight
     (skinlesion.classes.CLASSES) for ISIC 2019 and the sample."""
     path = Path(root) / GROUND_TRUTH_CSV
-    return classes_of(list(_read_csv(path).columns), path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with open(path, newline="", encoding="utf-8-sig") as file:  # the header alone
+        return classes_of([column.strip() for column in next(csv.reader(file), ["image"])], path)
 
 
 def _labels_from_one_hot(frame: pd.DataFrame, path: Path) -> pd.Series:

@@ -33,8 +33,9 @@ from benchmarks.timing import measure, timed
 from skinlesion.classes import CLASSES
 from skinlesion.export.onnx_graph import export_onnx
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
+from skinlesion.model.checkpoint import load_checkpoint
 from skinlesion.model.info import ModelInfo
+from skinlesion.model.model_file import save_checkpoint
 from skinlesion.predict.onnx_classifier import OnnxClassifier
 from skinlesion.predict.torch_classifier import TorchClassifier
 from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD

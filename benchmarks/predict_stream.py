@@ -31,8 +31,8 @@ from benchmarks.timing import timed
 from skinlesion.classes import CLASSES
 from skinlesion.data.synthetic import lesion_images
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import save_checkpoint
 from skinlesion.model.info import ModelInfo
+from skinlesion.model.model_file import save_checkpoint
 from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD
 
 REPO = Path(__file__).resolve().parents[1]

@@ -45,8 +45,8 @@ from benchmarks.predict_stream import make_images
 from benchmarks.timing import measure, timed
 from skinlesion.classes import CLASSES
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import save_checkpoint
 from skinlesion.model.info import ModelInfo
+from skinlesion.model.model_file import save_checkpoint
 from skinlesion.predict.run import classify_batches, load_classifier
 from skinlesion.transforms.normalize import IMAGENET_MEAN, IMAGENET_STD
 

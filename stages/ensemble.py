@@ -18,10 +18,7 @@ from skinlesion.config import load_params
 from skinlesion.data.arrays import read_manifest
 from skinlesion.data.folds import fold_numbers
 from skinlesion.entry import run_stage
-from skinlesion.evaluation.cv import EnsembleRun, combine_folds, fold_curves, fold_model_files
-from skinlesion.model.checkpoint import save_ensemble
-from skinlesion.model.device import select_device
-from skinlesion.model.unknown import KEEP_KNOWN
+from skinlesion.evaluation.fold_outputs import EnsembleRun, fold_curves, fold_model_files
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +44,12 @@ def main() -> None:
             shutil.copyfile(files[0], tmp)
         log.info("one fold: %s is %s", args.out, files[0])
         return
+    # torch, the fold models and their predictions: only an ensemble of several folds needs them
+    from skinlesion.evaluation.cv import combine_folds
+    from skinlesion.model.device import select_device
+    from skinlesion.model.model_file import save_ensemble
+    from skinlesion.model.unknown import KEEP_KNOWN
+
     device = select_device(params.device)
     members, info = combine_folds(files, table, args.prepared, str(args.folds), device, params.batch_size)
     save_ensemble(args.out, members, info)

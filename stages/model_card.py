@@ -31,8 +31,8 @@ from skinlesion.config import load_params
 from skinlesion.entry import run_stage
 from skinlesion.evaluation.report_schema import EvalReport
 from skinlesion.files import read_yaml
-from skinlesion.model.checkpoint import read_checkpoint
 from skinlesion.model.info import ModelInfo
+from skinlesion.model.model_file import read_checkpoint
 
 log = logging.getLogger(__name__)
 

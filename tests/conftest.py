@@ -25,8 +25,9 @@ from skinlesion.cli import main as skinlesion
 from skinlesion.cores import available_cores
 from skinlesion.data.isic import GROUND_TRUTH_CSV, IMAGE_DIR, METADATA_CSV
 from skinlesion.data.synthetic import SampleParams, plan_sample, write_sample
-from skinlesion.model.checkpoint import load_checkpoint, read_checkpoint
+from skinlesion.model.checkpoint import load_checkpoint
 from skinlesion.model.info import ModelInfo
+from skinlesion.model.model_file import read_checkpoint
 from skinlesion.transforms.params import AugmentationParams
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,8 @@ from conftest import model_info, run_module, write_params
 from skinlesion.classes import CLASSES, write_classes
 from skinlesion.errors import WeightsError
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
+from skinlesion.model.checkpoint import load_checkpoint
+from skinlesion.model.model_file import save_checkpoint
 from skinlesion.predict.outputs import submission_row
 from skinlesion.predict.records import Prediction
 from skinlesion.predict.torch_classifier import TorchClassifier

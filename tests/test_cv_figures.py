@@ -12,17 +12,12 @@ from sklearn.metrics import balanced_accuracy_score
 from skinlesion.classes import CLASSES
 from skinlesion.data.arrays import ImageWriter
 from skinlesion.errors import DataError
-from skinlesion.evaluation.cv import (
-    combine_folds,
-    cross_validation,
-    fold_curves,
-    fold_model_files,
-    out_of_fold_figures,
-    shared_info,
-)
+from skinlesion.evaluation.cv import combine_folds, cross_validation, out_of_fold_figures, shared_info
+from skinlesion.evaluation.fold_outputs import fold_curves, fold_model_files
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import load_checkpoint, predict_rows, save_checkpoint
+from skinlesion.model.checkpoint import load_checkpoint, predict_rows
 from skinlesion.model.info import SHARED
+from skinlesion.model.model_file import save_checkpoint
 from skinlesion.model.unknown import unknown_scores
 
 CPU = torch.device("cpu")

@@ -17,8 +17,9 @@ from skinlesion.cli import main as skinlesion
 from skinlesion.data.images import load_image
 from skinlesion.data.metadata import FEATURES, encode_metadata
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, save_ensemble
+from skinlesion.model.checkpoint import load_checkpoint
 from skinlesion.model.inference import tta_views as torch_tta_views
+from skinlesion.model.model_file import read_checkpoint, save_checkpoint, save_ensemble
 from skinlesion.predict.onnx_classifier import INFO_KEY, OnnxClassifier, tta_views
 from skinlesion.predict.torch_classifier import TorchClassifier
 

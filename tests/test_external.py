@@ -19,7 +19,7 @@ from skinlesion.data.prepare import PrepareParams
 from skinlesion.data.split import SPLITS
 from skinlesion.errors import DataError
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import save_checkpoint
+from skinlesion.model.model_file import save_checkpoint
 
 SIZE = 32
 

@@ -17,9 +17,10 @@ from skinlesion.data.folds import NO_FOLD, fold_manifests
 from skinlesion.errors import DataError
 from skinlesion.evaluation.gradcam import class_maps
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, save_ensemble
+from skinlesion.model.checkpoint import load_checkpoint
 from skinlesion.model.ensemble import FoldEnsemble, fold_predictions
 from skinlesion.model.inference import log_probabilities, mean_probability, predict
+from skinlesion.model.model_file import read_checkpoint, save_checkpoint, save_ensemble
 
 
 def _pool(lesions_per_class: dict[str, int], images_per_lesion: int = 2, seed: int = 0) -> pd.DataFrame:

@@ -8,8 +8,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from skinlesion.model.checkpoint import load_checkpoint
 from skinlesion.model.inference import fit_temperature, log_probabilities, predict, tta_views
+from skinlesion.model.model_file import read_checkpoint, save_checkpoint
 from skinlesion.predict.torch_classifier import TorchClassifier
 
 

@@ -16,8 +16,9 @@ from skinlesion.data.metadata import FEATURES, FIELDS, SITES, check_metadata, en
 from skinlesion.errors import DataError
 from skinlesion.evaluation.gradcam import GradCAM
 from skinlesion.model.architectures import MetadataFusion, build_model, cam_layer
-from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
+from skinlesion.model.checkpoint import load_checkpoint
 from skinlesion.model.inference import log_probabilities
+from skinlesion.model.model_file import save_checkpoint
 
 
 def _frame(*rows: tuple[str, str, str, str]) -> pd.DataFrame:

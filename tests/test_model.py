@@ -9,9 +9,10 @@ import torchvision
 from skinlesion.classes import CLASSES
 from skinlesion.errors import DeviceError, WeightsError
 from skinlesion.model.architectures import ARCHITECTURES, build_model
-from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
+from skinlesion.model.checkpoint import load_checkpoint
 from skinlesion.model.device import available_devices, select_device
 from skinlesion.model.info import ModelInfo
+from skinlesion.model.model_file import save_checkpoint
 from skinlesion.model.names import Architecture
 
 

@@ -35,7 +35,7 @@ from PIL import Image
 from skinlesion.classes import CLASSES
 from skinlesion.data.arrays import read_manifest
 from skinlesion.data.metadata import FIELDS, check_metadata
-from skinlesion.model.checkpoint import read_checkpoint
+from skinlesion.model.model_file import read_checkpoint
 
 
 @pytest.fixture

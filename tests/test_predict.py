@@ -21,7 +21,7 @@ from skinlesion.data.dataset import ImageArrayDataset
 from skinlesion.data.images import load_image
 from skinlesion.errors import DataError, DeviceError
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import save_checkpoint
+from skinlesion.model.model_file import save_checkpoint
 from skinlesion.predict.records import Failure, Prediction
 from skinlesion.predict.torch_classifier import TorchClassifier
 from skinlesion.transforms.normalize import normalize

@@ -43,8 +43,8 @@ from skinlesion.cli import main as skinlesion
 from skinlesion.data.images import load_image
 from skinlesion.export.onnx_graph import description
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import save_checkpoint
 from skinlesion.model.info import ModelInfo
+from skinlesion.model.model_file import save_checkpoint
 from skinlesion.predict.records import Prediction
 from skinlesion.predict.run import classify_batches, load_classifier
 from skinlesion.serve.app import ServeSettings, create_app

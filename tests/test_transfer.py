@@ -199,7 +199,8 @@ def test_a_fine_tuned_lite0_model_predicts_exports_and_explains_with_its_own_nor
     from skinlesion.data.images import load_image
     from skinlesion.evaluation.gradcam import class_maps
     from skinlesion.export.onnx_graph import export_onnx
-    from skinlesion.model.checkpoint import load_checkpoint, save_checkpoint
+    from skinlesion.model.checkpoint import load_checkpoint
+    from skinlesion.model.model_file import save_checkpoint
     from skinlesion.predict.onnx_classifier import OnnxClassifier
     from skinlesion.predict.torch_classifier import TorchClassifier
 

@@ -12,7 +12,7 @@ from PIL import Image
 from skinlesion.classes import CLASSES
 from skinlesion.data.isic import GROUND_TRUTH_COLUMNS
 from skinlesion.model.architectures import build_model
-from skinlesion.model.checkpoint import save_checkpoint
+from skinlesion.model.model_file import save_checkpoint
 from skinlesion.model.unknown import KEEP_KNOWN, unknown_scores, unknown_threshold
 
 

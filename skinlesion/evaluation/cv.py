@@ -17,39 +17,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from skinlesion.config import View
 from skinlesion.data.folds import fold_manifests
 from skinlesion.errors import DataError
 from skinlesion.evaluation.metrics import balanced_accuracy, classification_report
 from skinlesion.evaluation.report_schema import CrossValidation, FoldFigures, FoldReport, OutOfFold
-from skinlesion.model.checkpoint import build_checkpoint, predict_rows, read_checkpoint
-from skinlesion.model.device import TrainingDevice, on_device
+from skinlesion.model.checkpoint import build_checkpoint, predict_rows
+from skinlesion.model.device import on_device
 from skinlesion.model.info import SHARED, ModelInfo
+from skinlesion.model.model_file import read_checkpoint
 from skinlesion.model.unknown import unknown_scores, unknown_threshold
-
-# the validation curves that fold_curves gathers from each fold's DVCLive folder
-CURVES = ("balanced_accuracy", "loss", "accuracy")
-
-
-class ValidationPredictions(TrainingDevice):
-    """The keys of `training` that say how the fold models predict their validation images."""
-
-    batch_size: int
-
-
-class EnsembleRun(View):
-    """The params the ensemble stage reads (its folds are those of the fold table)."""
-
-    training: ValidationPredictions
-
-
-def fold_model_files(folder: Path, folds: list[int]) -> list[Path]:
-    """The model file of each fold (`folder`/k/model.pt); a DataError names those missing."""
-    files = [folder / str(fold) / "model.pt" for fold in folds]
-    missing = [str(path) for path in files if not path.is_file()]
-    if missing:
-        raise DataError(f"fold models not found: {missing} (run dvc repro: the train stages write them)")
-    return files
 
 
 def shared_info(infos: list[ModelInfo], files: list[Path]) -> dict:
@@ -102,17 +78,6 @@ def combine_folds(
         labels.append(y_true)
     oof = out_of_fold_figures(np.concatenate(probabilities), np.concatenate(labels))
     return checkpoints, ModelInfo(**shared, unknown_threshold=oof.pop("unknown_threshold"), out_of_fold=oof)
-
-
-def fold_curves(live: Path, folds: list[int]) -> pd.DataFrame:
-    """Every fold's validation curves in one table (step, fold, then CURVES), for DVC to draw
-    one line per fold (.dvc/plots/folds.json); `live`/k is fold k's DVCLive folder."""
-    tables = []
-    for fold in folds:
-        folder = live / str(fold) / "plots" / "metrics" / "val"
-        curves = [pd.read_csv(folder / f"{name}.tsv", sep="\t")[["step", name]].set_index("step") for name in CURVES]
-        tables.append(pd.concat(curves, axis=1).reset_index().assign(fold=fold))
-    return pd.concat(tables, ignore_index=True)[["step", "fold", *CURVES]]
 
 
 def cross_validation(folds_logs: np.ndarray, y_true: np.ndarray, info: ModelInfo, bins: int) -> CrossValidation:

@@ -20,9 +20,9 @@ from torch import nn
 from skinlesion.config import View
 from skinlesion.evaluation.params import GradcamParams
 from skinlesion.model.architectures import cam_layer
-from skinlesion.model.device import TrainingDevice
 from skinlesion.model.ensemble import fold_models
 from skinlesion.model.inference import forward
+from skinlesion.model.names import TrainingDevice
 
 
 class GradcamRun(View):

@@ -34,10 +34,10 @@ from skinlesion.evaluation.params import ScoringParams
 from skinlesion.evaluation.report_schema import EvalReport, FoldEnsemble, SingleModel, TestReport
 from skinlesion.evaluation.subgroups import subgroup_report
 from skinlesion.model.checkpoint import model_dataset
-from skinlesion.model.device import TrainingDevice
 from skinlesion.model.ensemble import fold_predictions
 from skinlesion.model.inference import TTA, mean_probability, predict
 from skinlesion.model.info import ModelInfo
+from skinlesion.model.names import TrainingDevice
 from skinlesion.model.unknown import unknown_scores
 
 

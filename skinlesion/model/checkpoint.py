@@ -1,5 +1,5 @@
-"""The model file: weights plus what inference needs, written by train (one fold's model) and
-by ensemble (the fold models together), read by evaluate, gradcam and predict."""
+"""The model file's network: built from what skinlesion.model.model_file reads (the weights plus
+what inference needs), ready for evaluate, gradcam and predict, and the images as it takes them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from skinlesion.atomic import atomic_file
 from skinlesion.classes import check_labels
 from skinlesion.data.dataset import ImageArrayDataset
 from skinlesion.data.metadata import FEATURES, encode_metadata
@@ -22,37 +21,8 @@ from skinlesion.model.device import on_device
 from skinlesion.model.ensemble import FoldEnsemble
 from skinlesion.model.inference import predict
 from skinlesion.model.info import ModelInfo
+from skinlesion.model.model_file import read_checkpoint
 from skinlesion.transforms.normalize import normalize
-
-
-def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo) -> None:
-    """Save the weights and what inference needs (`info`)."""
-    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    with atomic_file(path) as tmp:
-        torch.save({"state_dict": state, **info.stored()}, tmp)
-
-
-def save_ensemble(path: str | Path, members: list[dict], info: ModelInfo) -> None:
-    """Save the fold models `members` (read_checkpoint's dicts of save_checkpoint's files) as one
-    model file, with the ensemble's `info` (the preprocessing they share, its unknown threshold,
-    its out-of-fold estimate)."""
-    with atomic_file(path) as tmp:
-        torch.save({"members": members, **info.stored()}, tmp)
-
-
-def read_checkpoint(path: str | Path) -> dict:
-    """The dict that save_checkpoint or save_ensemble wrote to `path` (tensors on the CPU), read
-    without running any code a crafted file may hold."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise WeightsError(f"{path}: not a loadable model file ({error})") from error
-    if not isinstance(checkpoint, dict):
-        raise WeightsError(f"{path}: not a model of this project (holds a {type(checkpoint).__name__})")
-    return checkpoint
 
 
 def load_checkpoint(path: str | Path, classes: tuple[str, ...] | None = None) -> tuple[nn.Module, ModelInfo]:

@@ -7,17 +7,9 @@ import logging
 import torch
 from torch import nn
 
-from skinlesion.config import View
 from skinlesion.errors import DeviceError
-from skinlesion.model.names import Device
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDevice(View):
-    """The key of `training` that the stages after train read: they predict where training ran."""
-
-    device: Device
 
 
 def available_devices() -> list[str]:

@@ -15,9 +15,10 @@ from torch import nn
 from skinlesion.data.folds import FoldData
 from skinlesion.data.metadata import FEATURES
 from skinlesion.model.architectures import describe_weights, normalization
-from skinlesion.model.checkpoint import load_for_inference, predict_rows, save_checkpoint
+from skinlesion.model.checkpoint import load_for_inference, predict_rows
 from skinlesion.model.inference import fit_temperature
 from skinlesion.model.info import ModelInfo
+from skinlesion.model.model_file import save_checkpoint
 from skinlesion.model.unknown import KEEP_KNOWN, unknown_scores, unknown_threshold
 from skinlesion.training.params import TrainingParams, TrainRun
 

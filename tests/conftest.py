@@ -126,7 +126,7 @@ def cli(capsys, caplog, monkeypatch):
 TINY = {
     "sample": {"num_images": 120, "min_per_class": 8, "scale": 0.1},
     "prepare": {"image_size": 64, "workers": 2},
-    "sampling": {"majority_target": 24, "minority_target": 12, "kmeans_clusters": 3},
+    "sampling": {"majority_target": 16, "minority_target": 8, "kmeans_clusters": 3},
     "training": {"epochs": 1, "num_workers": 0},
     "gradcam": {"correct_per_class": 1, "wrong_per_class": 1},
 }
